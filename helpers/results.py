@@ -1,0 +1,96 @@
+"""The results file every notebook ends with, its claims, timings and the papers' numbers.
+
+``results/<profile>/<notebook>.json`` = {"notebook", "profile", "params", "seed", "dataset", "model", "metrics",
+"paper", "claims": [{"name", "value", "paper_value", "holds"}], "timings_s", "versions"} (written atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import results_dir
+from .io import atomic_write_json
+
+PAPER_NUMBERS_FILE = Path(__file__).with_name("paper_numbers.json")
+
+
+@cache
+def paper_numbers() -> dict[str, Any]:
+    """The papers' headline tables (transcribed into ``helpers/paper_numbers.json``)."""
+    return json.loads(PAPER_NUMBERS_FILE.read_text())
+
+
+def claim(name: str, value: Any, paper_value: Any, holds: bool) -> dict[str, Any]:
+    """One checked statement of a paper: our value, the paper's, and whether the claim holds here."""
+    return {"name": name, "value": value, "paper_value": paper_value, "holds": bool(holds)}
+
+
+class Stopwatch:
+    """Named wall-clock timings: ``with watch("train"): ...``; ``watch.timings`` maps names to seconds."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        begin = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - begin
+
+    def total(self) -> dict[str, float]:
+        """The timings plus ``total`` (seconds since the stopwatch was made)."""
+        return {**self.timings, "total": time.perf_counter() - self.start}
+
+
+def versions() -> dict[str, str]:
+    """Python, key packages and the device, for the record."""
+    found = {"python": platform.python_version()}
+    for package in ("torch", "torchvision", "numpy", "scipy", "scikit-learn"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "missing"
+    found["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return found
+
+
+def write_results(
+    notebook: str,
+    profile: str,
+    params: dict[str, Any],
+    seed: int,
+    dataset: str,
+    model: str,
+    metrics: dict[str, Any],
+    paper: dict[str, Any],
+    claims: list[dict[str, Any]],
+    timings_s: dict[str, float],
+) -> Path:
+    """Write ``results/<profile>/<notebook>.json`` atomically and return its path."""
+    record = {
+        "notebook": notebook,
+        "profile": profile,
+        "params": params,
+        "seed": seed,
+        "dataset": dataset,
+        "model": model,
+        "metrics": metrics,
+        "paper": paper,
+        "claims": claims,
+        "timings_s": timings_s,
+        "versions": versions(),
+    }
+    return atomic_write_json(results_dir(profile) / f"{notebook}.json", record)
