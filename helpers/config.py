@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -130,12 +130,17 @@ def profile_name(name: str | None = None) -> str:
     return check_choice("profile", name, PROFILES)
 
 
-def resolve(profile: str, **overrides: Any) -> dict[str, Any]:
+def resolve(profile: str, sections: Sequence[Mapping[str, Mapping[str, Any]]] = (), **overrides: Any
+            ) -> dict[str, Any]:
     """The profile's settings with every non-None override applied.
 
-    Unknown knobs fail, so a typo in a papermill parameter does not pass silently.
+    ``sections`` add a paper's own knobs: each maps a profile name to that paper's defaults (e.g.
+    ``helpers.interpretable.PROFILES``). Unknown knobs fail, so a typo in a papermill parameter does not pass
+    silently.
     """
     settings = dict(PROFILES[check_choice("profile", profile, PROFILES)])
+    for section in sections:
+        settings.update(section[profile])
     for key, value in overrides.items():
         if key not in settings:
             raise ValueError(f"unknown parameter {key!r}; allowed: {', '.join(sorted(settings))}")

@@ -1,15 +1,31 @@
-"""Metrics of a net's layer on a dataset: stream the layer's maps through the accumulators of ``helpers.metrics``."""
+"""Metrics of a layer on a dataset: stream the layer's maps through the accumulators of ``helpers.metrics``.
+
+Any model works: a :class:`MapSource` turns images into the layer's maps (a performer's named layer via
+:func:`named_layer`, or any callable, e.g. an explainer's interpretable track) and carries the layer's geometry.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
+from torch import nn
 
+from .config import get_device, progress
 from .data.arrays import PartArrays
-from .metrics import InstabilityResult, LocationInstability, random_position_instability
-from .models.features import iter_features
-from .models.geometry import feature_size, layer_geometry
+from .data.common import ICNN_PART_GROUPS
+from .metrics import (
+    ActivationThreshold,
+    DissectionResult,
+    InstabilityResult,
+    LocationInstability,
+    PartInterpretabilityResult,
+    PartIoU,
+    random_position_instability,
+)
+from .models.features import FeatureRecorder
+from .models.geometry import LayerGeometry, feature_size, layer_geometry
 from .models.nets import Performer
 
 PASCAL_LANDMARKS = ("head", "neck", "torso")  # ICNN / explainer protocol on Pascal-Part (and the synthetic data)
@@ -22,32 +38,99 @@ def protocol_landmarks(dataset: str) -> tuple[str, ...]:
     return {"cub200": CUB_LANDMARKS, "ilsvrc_part": ILSVRC_LANDMARKS}.get(dataset, PASCAL_LANDMARKS)
 
 
-def layer_instability(net: Performer, conv: str, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
-                      batch_size: int = 128, device: str | torch.device = "auto") -> InstabilityResult:
-    """Location instability (ICNN Sec. 5.2.2 protocol) of every filter of conv layer ``conv`` (after its ReLU)
-    on the positive images of ``arrays``."""
+@dataclass
+class MapSource:
+    """Images (float, on the device) -> a layer's maps (B, C, h, w); ``geometry`` places its units in the image."""
+
+    maps: Callable[[torch.Tensor], torch.Tensor]
+    geometry: LayerGeometry
+    map_size: tuple[int, int]
+    device: torch.device
+
+    @torch.no_grad()
+    def batches(self, arrays: PartArrays, batch_size: int = 128) -> Iterator[tuple[slice, torch.Tensor]]:
+        """(index range, maps) for consecutive batches of ``arrays``."""
+        for start in progress(range(0, len(arrays), batch_size), desc="maps"):
+            index = slice(start, min(start + batch_size, len(arrays)))
+            yield index, self.maps(arrays.float_images(index).to(self.device))
+
+
+def named_layer(net: Performer, layer: str, device: str | torch.device = "auto") -> MapSource:
+    """The output of ``net``'s module ``layer`` (a conv name means its rectified output: ``net.relu_of``)."""
+    device = get_device(device)
+    name = net.relu_of(layer) if isinstance(net.layer(layer), nn.Conv2d) else layer
+    net.eval().to(device)
+
+    def maps(images: torch.Tensor) -> torch.Tensor:
+        with FeatureRecorder(net, [name]) as recorder:
+            net(images)
+        return recorder.outputs[name]
+
+    size = feature_size(net.features, name, net.input_size)
+    return MapSource(maps, layer_geometry(net.features, name), size, device)
+
+
+def instability(source: MapSource, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
+                batch_size: int = 128) -> InstabilityResult:
+    """Location instability (ICNN Sec. 5.2.2 protocol) of every channel of ``source`` on the positives of ``arrays``."""
     positives = arrays.positives()
-    relu = net.relu_of(conv)
-    geometry = layer_geometry(net.features, relu)
     points, counts = positives.select_landmarks(landmarks)
     accumulator = LocationInstability(positives.image_size, top_k=top_k)
-    start = 0
-    for out in iter_features(net, positives.images, [relu], batch_size, device):
-        maps = out[relu]
-        stop = start + len(maps)
-        accumulator.update_maps(maps, geometry, points[start:stop].to(maps.device),
-                                counts=counts[start:stop].to(maps.device))
-        start = stop
+    for index, maps in source.batches(positives, batch_size):
+        accumulator.update_maps(maps, source.geometry, points[index].to(maps.device),
+                                counts=counts[index].to(maps.device))
     return accumulator.result()
 
 
-def random_reference_instability(net: Performer, conv: str, arrays: PartArrays, landmarks: Sequence[str],
-                                 top_k: int = 100, seed: int = 0) -> InstabilityResult:
-    """The instability that uniformly random unit positions of layer ``conv`` give on the same images and
-    landmarks (the reference the papers' ordinary nets sit close to)."""
+def layer_instability(net: Performer, conv: str, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
+                      batch_size: int = 128, device: str | torch.device = "auto") -> InstabilityResult:
+    """:func:`instability` of a performer's conv layer ``conv`` (after its ReLU)."""
+    return instability(named_layer(net, conv, device), arrays, landmarks, top_k, batch_size)
+
+
+def random_reference_instability(source: MapSource, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
+                                 seed: int = 0) -> InstabilityResult:
+    """The instability that uniformly random unit positions of the layer give on the same images and landmarks
+    (the reference the papers' ordinary nets sit close to)."""
     positives = arrays.positives()
-    relu = net.relu_of(conv)
     points, counts = positives.select_landmarks(landmarks)
-    return random_position_instability(points, positives.image_size, layer_geometry(net.features, relu),
-                                       feature_size(net.features, relu, positives.image_size[0]), top_k=top_k,
+    return random_position_instability(points, positives.image_size, source.geometry, source.map_size, top_k=top_k,
                                        counts=counts, seed=seed)
+
+
+def part_groups(arrays: PartArrays) -> dict[str, tuple[str, ...]]:
+    """The merged part groups of the ICNN paper for the categories present in ``arrays`` (union over them)."""
+    groups: dict[str, tuple[str, ...]] = {}
+    for category in dict.fromkeys(arrays.positives().categories):
+        for group, parts in ICNN_PART_GROUPS.get(category, {}).items():
+            groups[group] = tuple(dict.fromkeys(groups.get(group, ()) + parts))
+    return groups
+
+
+def _part_accumulator(source: MapSource, arrays: PartArrays, groups: Mapping[str, Sequence[str]],
+                      batch_size: int) -> tuple[PartIoU, tuple[str, ...]]:
+    """Two passes over the positives: per-channel 99.5th-percentile thresholds, then IoUs with the part groups."""
+    positives = arrays.positives()
+    names, labels = positives.merged_part_labels(groups)
+    threshold = ActivationThreshold(len(positives))
+    for _, maps in source.batches(positives, batch_size):
+        threshold.update(maps)
+    accumulator = PartIoU(threshold.result(), len(names), geometry=source.geometry)
+    for index, maps in source.batches(positives, batch_size):
+        accumulator.update(maps, labels[index].to(maps.device))
+    return accumulator, names
+
+
+def part_interpretability(source: MapSource, arrays: PartArrays, groups: Mapping[str, Sequence[str]] | None = None,
+                          batch_size: int = 128) -> tuple[PartInterpretabilityResult, tuple[str, ...]]:
+    """Part interpretability (ICNN Sec. 5.2.1) of every channel against the merged part groups (default: the ICNN
+    paper's groups for the categories present); returns the result and the group names (``best_part`` indexes)."""
+    accumulator, names = _part_accumulator(source, arrays, groups or part_groups(arrays), batch_size)
+    return accumulator.interpretability("single"), names
+
+
+def dissection(source: MapSource, arrays: PartArrays, groups: Mapping[str, Sequence[str]] | None = None,
+               batch_size: int = 128) -> tuple[DissectionResult, tuple[str, ...]]:
+    """Network Dissection IoU (dataset-level, detector if IoU > 0.04) of every channel against the part groups."""
+    accumulator, names = _part_accumulator(source, arrays, groups or part_groups(arrays), batch_size)
+    return accumulator.dissection(), names

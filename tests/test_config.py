@@ -51,3 +51,11 @@ def test_seed_everything_repeats_random_streams():
     a = torch.rand(4)
     config.seed_everything(3)
     assert torch.equal(a, torch.rand(4))
+
+
+def test_sections_add_a_papers_knobs():
+    section = {"smoke": {"tau": 0.1}, "teach": {"tau": 0.2}, "paper": {"tau": 0.3}}
+    assert config.resolve("teach", sections=[section])["tau"] == 0.2
+    assert config.resolve("teach", sections=[section], tau=0.5)["tau"] == 0.5
+    with pytest.raises(ValueError, match="unknown parameter 'tau'"):
+        config.resolve("teach", tau=0.5)

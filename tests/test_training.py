@@ -115,3 +115,23 @@ def test_pretrained_weights_only_from_a_local_file(tmp_path):
     torch.save({"unrelated.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="does not match"):
         load_pretrained(tv_alexnet(weights=None), tmp_path / "bad.pth")
+
+
+def test_extra_loss_is_added_and_recorded(tiny_single):
+    calls = []
+
+    def l2_on_fc8(net, labels, negative, epoch):
+        calls.append((len(labels), epoch))
+        return 10.0 * net.classifier.fc8.weight.pow(2).sum()
+
+    settings = TrainSettings(epochs=2, batch_size=16, seed=0)
+    torch.manual_seed(0)
+    plain_net = _net()
+    torch.manual_seed(0)
+    penalised_net = _net()
+    plain = train(plain_net, tiny_single, settings, device="cpu")
+    penalised = train(penalised_net, tiny_single, settings, device="cpu", extra_loss=l2_on_fc8)
+    assert [epoch for _, epoch in calls] == [0, 0, 0, 1, 1, 1] and sum(n for n, _ in calls[:3]) == 48
+    assert len(penalised["extra_loss"]) == 2 and "extra_loss" not in plain
+    assert penalised_net.classifier.fc8.weight.norm() < plain_net.classifier.fc8.weight.norm()
+    assert penalised["loss"][0] > plain["loss"][0]

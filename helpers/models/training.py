@@ -89,10 +89,17 @@ def _check_targets(net: nn.Module, arrays: PartArrays) -> None:
         raise ValueError(f"labels go up to {int(arrays.labels.max())} but the net has only {outputs} outputs")
 
 
+ExtraLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
 def train(net: nn.Module, data: PartArrays, settings: TrainSettings, val: PartArrays | None = None,
-          device: str | torch.device = "auto", desc: str = "train") -> dict[str, list[float]]:
-    """Train ``net`` in place with AdamW and a cosine learning-rate schedule; returns the per-epoch history
-    (``loss``, ``train_accuracy`` and, with ``val``, ``val_accuracy``)."""
+          device: str | torch.device = "auto", desc: str = "train",
+          extra_loss: ExtraLoss | None = None) -> dict[str, list[float]]:
+    """Train ``net`` in place with AdamW and a one-cycle learning-rate schedule; returns the per-epoch history
+    (``loss``, ``train_accuracy``, with ``val`` also ``val_accuracy``, with ``extra_loss`` also ``extra_loss``).
+
+    ``extra_loss(net, labels, is_negative, epoch)``, called after each forward pass, returns a term added to the
+    classification loss (e.g. the interpretable CNN's filter losses, whose layers read the forward pass)."""
     _check_targets(net, data)
     device = get_device(device)
     net.to(device)
@@ -106,11 +113,13 @@ def train(net: nn.Module, data: PartArrays, settings: TrainSettings, val: PartAr
     history: dict[str, list[float]] = {"loss": [], "train_accuracy": []}
     if val is not None:
         history["val_accuracy"] = []
+    if extra_loss is not None:
+        history["extra_loss"] = []
     bar = progress(range(settings.epochs), desc=desc)
-    for _ in bar:
+    for epoch in bar:
         net.train()
         order = torch.randperm(len(data), generator=generator)
-        total_loss, total_correct = 0.0, 0
+        total_loss, total_correct, total_extra = 0.0, 0, 0.0
         for start in range(0, len(data), settings.batch_size):
             index = order[start : start + settings.batch_size]
             images = data.float_images(index)
@@ -120,6 +129,10 @@ def train(net: nn.Module, data: PartArrays, settings: TrainSettings, val: PartAr
             labels, negative = data.labels[index].to(device), data.is_negative[index].to(device)
             logits = net(images.to(device))
             loss = classification_loss(logits, labels, negative, settings.loss)
+            if extra_loss is not None:
+                extra = extra_loss(net, labels, negative, epoch)
+                total_extra += extra.item() * len(index)
+                loss = loss + extra
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -128,6 +141,8 @@ def train(net: nn.Module, data: PartArrays, settings: TrainSettings, val: PartAr
             total_correct += int(correct_predictions(logits.detach(), labels, negative).sum())
         history["loss"].append(total_loss / len(data))
         history["train_accuracy"].append(total_correct / len(data))
+        if extra_loss is not None:
+            history["extra_loss"].append(total_extra / len(data))
         if val is not None:
             history["val_accuracy"].append(accuracy(net, val, device))
         if hasattr(bar, "set_postfix"):
@@ -146,10 +161,12 @@ def train_cached(
     device: str | torch.device = "auto",
     name: str = "performer",
     use_cache: bool = True,
+    extra_loss: ExtraLoss | None = None,
 ) -> TrainingRun:
     """Build (seeded) and train a net, or load it from ``data/cache/performers/`` when the same
     (net config, data, settings) was trained before. Checkpoints are written atomically and read with
-    ``weights_only=True``; a corrupt checkpoint is reported and retrained."""
+    ``weights_only=True``; a corrupt checkpoint is reported and retrained. With ``extra_loss`` (see :func:`train`),
+    ``net_config`` must describe it, since it is part of what the cache key stands for."""
     key = {"net": net_config, "data": data_key, "settings": asdict(settings), "version": TRAINING_VERSION}
     path = cache_dir("performers") / f"{name}-{config_hash(key)}.pt"
     seed_everything(settings.seed)
@@ -162,7 +179,7 @@ def train_cached(
         except (KeyError, RuntimeError) as error:
             warnings.warn(f"checkpoint {path} does not fit the net ({error}); retraining", stacklevel=2)
     start = time.perf_counter()
-    history = train(net, data, settings, val, device, desc=name)
+    history = train(net, data, settings, val, device, desc=name, extra_loss=extra_loss)
     seconds = time.perf_counter() - start
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     if use_cache:

@@ -1,4 +1,4 @@
-"""ipywidgets panels for the notebooks (they need a running kernel; each returns the widget to display)."""
+"""Widgets of notebook 00: browse the part-annotated data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 from IPython.display import display
 from torch.utils.data import Dataset
 
-from .viz import show_sample
+from ..viz import show_sample
 
 
 def sample_browser(dataset: Dataset) -> widgets.Widget:

@@ -1,4 +1,4 @@
-"""Every plot of the notebooks. Functions return the matplotlib Figure; :func:`save` writes it to ``figures/``."""
+"""Plots of the data and the performers (notebook 00), and the pieces every figure shares."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from .config import figures_dir
-from .data.arrays import PartArrays
-from .data.common import PartSample
+from ..config import figures_dir
+from ..data.arrays import PartArrays
+from ..data.common import PartSample
 
 PART_COLOURS = sns.color_palette("tab10")
 PART_ORDER = ("head", "neck", "torso", "wings", "legs", "frontal_legs", "back_legs", "tail", "back")
