@@ -5,10 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROFILE ?= teach
-NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+WORKERS ?= 1
 export HELPERS_QUIET ?= 1
 
-.PHONY: setup test lint reproduce notebook clean-results
+.PHONY: setup test lint reproduce clean-results
 
 setup: $(STAMP)
 
@@ -28,13 +28,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests
 	HELPERS_PROFILE=smoke $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks
 
-# Every notebook at $(PROFILE) (default: teach) with papermill; executed copies go to results/$(PROFILE)/notebooks/.
+# Every notebook at $(PROFILE) (default: teach) through the batch runner: notebook 00 first, 05 (the paper tables)
+# last; results to results/$(PROFILE)/, figures to figures/, executed notebooks to results/$(PROFILE)/runs/ and an
+# HTML site to results/$(PROFILE)/site/index.html. Completed runs are skipped, so a killed run resumes.
 reproduce: $(STAMP)
-	@for nb in $(NOTEBOOKS); do \
-		echo "== $$nb ($(PROFILE))"; mkdir -p results/$(PROFILE)/notebooks; \
-		HELPERS_PROFILE=$(PROFILE) $(BIN)/papermill --cwd notebooks $$nb \
-			results/$(PROFILE)/notebooks/$$(basename $$nb) -k python3 || exit 1; \
-	done
+	$(BIN)/python -m helpers.batch run default --profile $(PROFILE) --workers $(WORKERS)
+	$(BIN)/python -m helpers.batch site --profile $(PROFILE)
 
 clean-results:
 	rm -rf results figures/*.png

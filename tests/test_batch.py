@@ -1,0 +1,118 @@
+"""The batch runner on tiny notebooks: grids, skipping completed runs, failures recorded, Dask, the HTML site."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from helpers.batch import collect, is_complete, main, parse_grid, run_grid, runs_dir
+from helpers.site import build_site
+
+WRITER = """
+from helpers.results import claim, write_results
+write_results(NAME, PROFILE, {"X": X}, 0, "none", "none", {"x": X}, {}, [claim("x is small", X, None, X < 2)], {})
+"""
+
+
+def _notebook(path: Path, body: str) -> None:
+    nb = new_notebook()
+    params = new_code_cell('import os\nPROFILE = os.environ.get("HELPERS_PROFILE", "teach")\nX = 0')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def notebooks(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _notebook(folder / "00_first.ipynb", 'NAME = "00_first"' + WRITER)
+    _notebook(folder / "01_second.ipynb", 'assert X != 2, "two is refused"\nNAME = "01_second"' + WRITER)
+    return folder
+
+
+def test_parse_grid_product_runs_and_errors(notebooks):
+    grid = parse_grid({"notebooks": ["00"], "parameters": {"X": [1, 2]},
+                       "runs": [{"notebook": "01_second", "parameters": {"X": 5}}]}, "smoke", notebooks)
+    assert [(r.notebook, r.parameters) for r in grid.runs] == [
+        ("00_first", {"X": 1}), ("00_first", {"X": 2}), ("01_second", {"X": 5})]
+    assert grid.profile == "smoke" and len({r.run_id for r in grid.runs}) == 3
+    with pytest.raises(ValueError, match="unknown notebook '07'; available: 00_first, 01_second"):
+        parse_grid({"notebooks": ["07"]}, "smoke", notebooks)
+    with pytest.raises(ValueError, match="unknown grid keys"):
+        parse_grid({"notebook": "all"}, "smoke", notebooks)
+    with pytest.raises(ValueError, match="needs a non-empty list"):
+        parse_grid({"parameters": {"X": 3}}, "smoke", notebooks)
+    with pytest.raises(ValueError, match="allowed values"):
+        parse_grid({}, "huge", notebooks)
+
+
+def test_run_skip_fail_and_resume(notebooks, tmp_path):
+    results = tmp_path / "results"
+    grid = parse_grid({"notebooks": "all", "parameters": {"X": [1, 2]}}, "smoke", notebooks)
+    statuses = run_grid(grid, results, workers=2, report=lambda _: None)
+    states = {(s["notebook"], s["parameters"]["X"]): s for s in statuses}
+    assert {k: s["state"] for k, s in states.items()} == {
+        ("00_first", 1): "done", ("00_first", 2): "done", ("01_second", 1): "done", ("01_second", 2): "failed"}
+    assert "two is refused" in states[("01_second", 2)]["error"]
+    # notebook 00 runs finish before any other run starts
+    assert max(states[("00_first", x)]["started"] + states[("00_first", x)]["seconds"] for x in (1, 2)) <= min(
+        states[("01_second", x)]["started"] for x in (1, 2))
+    done = Path(states[("00_first", 2)]["dir"])
+    assert is_complete(done) and done.parent == runs_dir(results, "smoke")
+    assert json.loads((done / "results" / "smoke" / "00_first.json").read_text())["metrics"] == {"x": 2}
+    assert (done / "00_first.ipynb").is_file()
+
+    marker = done / "00_first.ipynb"
+    before = marker.stat().st_mtime_ns
+    messages = []
+    again = run_grid(grid, results, workers=1, report=messages.append)
+    assert [s["notebook"] for s in again] == ["01_second"], "only the failed run is retried"
+    assert sum(m.startswith("skip") for m in messages) == 3
+    assert marker.stat().st_mtime_ns == before, "completed runs are not redone"
+    failures = sorted(runs_dir(results, "smoke").glob("*.failed-*"))
+    assert len(failures) == 2, "each failed attempt is kept"
+    assert {json.loads((f / "status.json").read_text())["state"] for f in failures} == {"failed"}
+
+    site = build_site(results, "smoke")
+    index = site.read_text()
+    assert index.count("<tr>") == 1 + 3 + 2  # header, three completed runs, two failed attempts
+    assert "failed" in index and "1/1 hold" in index and "0/1 hold" in index
+    assert all((site.parent / f"{Path(s['dir']).name}.html").is_file() for s in collect(results, "smoke"))
+
+
+def test_interrupted_run_is_redone_without_losing_the_leftover(notebooks, tmp_path):
+    results = tmp_path / "results"
+    grid = parse_grid({"notebooks": ["00"], "parameters": {"X": [1]}}, "smoke", notebooks)
+    leftover = runs_dir(results, "smoke") / grid.runs[0].run_id
+    leftover.mkdir(parents=True)
+    (leftover / "half-written.ipynb").write_text("{")
+    statuses = run_grid(grid, results, report=lambda _: None)
+    assert statuses[0]["state"] == "done" and is_complete(leftover)
+    assert len(list(runs_dir(results, "smoke").glob("*.stale-*/half-written.ipynb"))) == 1
+
+
+def test_dask_cluster_on_loopback(notebooks, tmp_path):
+    from distributed import LocalCluster
+
+    results = tmp_path / "results"
+    grid = parse_grid({"notebooks": "all", "parameters": {"X": [1]}}, "smoke", notebooks)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        statuses = run_grid(grid, results, scheduler=cluster.scheduler_address, report=lambda _: None)
+    assert sorted(s["state"] for s in statuses) == ["done", "done"]
+    assert all(is_complete(Path(s["dir"])) for s in statuses)
+
+
+def test_command_line_reports_failure(notebooks, tmp_path):
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text("notebooks: ['01']\nparameters:\n  X: [2]\n")
+    args = ["--profile", "smoke", "--results", str(tmp_path / "r"), "--notebooks", str(notebooks)]
+    assert main(["run", str(grid_file), *args]) == 1
+    assert main(["run", "default", *args]) == 0
+    assert (tmp_path / "r" / "smoke" / "00_first.json").is_file(), "the default grid publishes its results"
+    with pytest.raises(FileNotFoundError, match="grid file"):
+        main(["run", str(tmp_path / "missing.yaml"), "--results", str(tmp_path / "r")])
