@@ -24,6 +24,15 @@ from ..io import config_hash
 from .nets import Performer, build_performer
 from .training import TrainingRun, TrainSettings, accuracy, train_cached
 
+PERFORMER_KEYS = ("dataset", "data_root", "data_seed", "weights_path", "multi_categories", "image_size", "net",
+                  "n_train", "n_val", "n_test", "n_negatives_train", "n_negatives_test", "epochs_base",
+                  "epochs_single", "epochs_multi", "batch_size", "lr", "lr_finetune")
+
+
+def performer_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide the performers and their data (a cache key for anything derived from them)."""
+    return {key: settings[key] for key in PERFORMER_KEYS}
+
 
 @dataclass
 class SplitData:
