@@ -8,7 +8,7 @@ PROFILE ?= teach
 WORKERS ?= 1
 export HELPERS_QUIET ?= 1
 
-.PHONY: setup test lint reproduce clean-results
+.PHONY: setup test lint reproduce bench clean-results
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ test: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/python -m helpers.batch run default --profile $(PROFILE) --workers $(WORKERS)
 	$(BIN)/python -m helpers.batch site --profile $(PROFILE)
+
+# Every benchmark script, then each notebook at $(PROFILE) from empty caches (wall time, peak memory):
+# results/bench.json.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --profile $(PROFILE)
 
 clean-results:
 	rm -rf results figures/*.png
