@@ -20,6 +20,7 @@ from helpers.explanatory_graph import (
     layer_specs,
     mine_graph,
     mine_reference,
+    net_features,
     net_source,
 )
 
@@ -277,3 +278,109 @@ def test_mining_from_a_performer_end_to_end():
     result = infer(graph, source)
     assert result.positions["conv3_2"].shape == (6, 64, 2, 2)
     assert torch.isfinite(result.scores["conv4_2"]).all() and (result.positions["conv3_2"] <= 1).all()
+
+
+@pytest.mark.parametrize(("specs", "input_size", "n_parents"), [(TWO_LAYERS, 4, 8), (THREE_LAYERS, 8, 2)])
+def test_fast_miner_matches_reference_with_flip_alignment(specs, input_size, n_parents):
+    maps, init = random_maps(specs, 6, seed=11), random_init(specs, 2, seed=12)
+    mirrored = random_maps(specs, 6, seed=16)  # unrelated maps: the orientations differ from image to image
+    start = torch.tensor([True, False, False, True, False, True])
+    params = MinerParams(nodes_per_filter=2, n_parents=n_parents, iterations=4, flip=True)
+    fast = mine_graph(maps, specs, params, input_size=input_size, batch_size=4, device="cpu", init=init,
+                      mirrored=mirrored, init_flips=start)
+    slow = mine_reference(numpy_maps(maps), specs, params, input_size=input_size, init=numpy_maps(init),
+                          mirrored=numpy_maps(mirrored), flips=start.tolist())
+    assert fast.meta["flips"] == slow.meta["flips"] and fast.meta["flips"] != start.tolist()  # re-chosen by EM
+    assert 0 < sum(fast.meta["flips"]) < len(start)
+    for spec in specs:
+        name = spec.name
+        torch.testing.assert_close(fast.mu[name], slow.mu[name], atol=1e-5, rtol=0)
+        torch.testing.assert_close(fast.sigma[name], slow.sigma[name], atol=1e-5, rtol=0)
+        np.testing.assert_allclose(fast.meta["history"][name], slow.meta["history"][name], rtol=1e-5)
+        assert [sorted(k for k in row if k >= 0) for row in fast.parents[name].flatten(0, 1).tolist()] == \
+               [sorted(row) for row in slow.parents[name].flatten(0, 1).tolist()]
+    ours, ref = infer(fast, maps, batch_size=4, mirrored=mirrored), infer_reference(fast, numpy_maps(maps),
+                                                                                     numpy_maps(mirrored))
+    assert 0 < int(ours.flips.sum()) < len(start)
+    for name, (positions, scores) in ref.items():
+        np.testing.assert_allclose(ours.positions[name].numpy(), positions, atol=1e-6)
+        np.testing.assert_allclose(ours.scores[name].numpy(), scores, rtol=1e-5, atol=1e-7)
+
+
+FLIP_SPECS = [LayerSpec("low", 2, 16, 16, 2.0, 0.5), LayerSpec("up", 2, 8, 8, 4.0, 1.5)]  # 32 px input
+
+
+def facing_maps(n: int, seed: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor,
+                                            torch.Tensor]:
+    """Toy objects facing left (canonical) or right (odd images: every map mirrored): upper channel 0 peaks near
+    column 1, channel 1 near column 5; each lower channel peaks at a fixed offset from an upper peak. Returns the
+    maps, the maps of the mirror images, which images face right, and the upper channel-0 peak in pixels."""
+    generator = torch.Generator().manual_seed(seed)
+    upper = torch.rand(n, 2, 8, 8, generator=generator) * 0.1
+    lower = torch.rand(n, 2, 16, 16, generator=generator) * 0.1
+    peaks = torch.zeros(n, 2)
+    for image in range(n):
+        jitter = torch.randint(-1, 2, (2,), generator=generator)
+        first, second = torch.tensor([3, 1]) + jitter, torch.tensor([5, 5]) + jitter
+        upper[image, 0] += blob(8, 8, *first.tolist(), 1.0)
+        upper[image, 1] += blob(8, 8, *second.tolist(), 1.0)
+        lower[image, 0] += blob(16, 16, *(2 * first + torch.tensor([1, 2])).tolist(), 1.0)
+        lower[image, 1] += blob(16, 16, *(2 * second + torch.tensor([-2, 1])).tolist(), 1.0)
+        peaks[image] = 1.5 + 4 * first
+    right = torch.arange(n) % 2 == 1
+    canonical = {"low": lower, "up": upper}
+    maps = {k: torch.where(right[:, None, None, None], v.flip(-1), v) for k, v in canonical.items()}
+    mirrored = {k: v.flip(-1) for k, v in maps.items()}
+    peaks[right, 1] = 31 - peaks[right, 1]
+    return maps, mirrored, right, peaks
+
+
+def test_flip_alignment_explains_both_facings_with_the_same_nodes():
+    maps, mirrored, right, _ = facing_maps(40, seed=14)
+    params = MinerParams(nodes_per_filter=2, n_parents=1, iterations=8, sigma_max=0.25, flip=True)
+    graph = mine_graph(maps, FLIP_SPECS, params, input_size=32, device="cpu", mirrored=mirrored)
+    flips = torch.tensor(graph.meta["flips"])
+    assert torch.equal(flips, right) or torch.equal(flips, ~right)  # one orientation for all, up to a global flip
+    test_maps, test_mirrored, test_right, peaks = facing_maps(20, seed=15)
+    result = infer(graph, test_maps, mirrored=test_mirrored)
+    assert torch.equal(result.flips, test_right if torch.equal(flips, right) else ~test_right)
+    positions = result.positions["up"][:, 0] * 32  # (n, N, 2) pixels, in each image's own frame
+    best = int(result.scores["up"][:, 0].mean(0).argmax())
+    assert (positions[:, best] - peaks).norm(dim=-1).max() <= 4.0  # within a unit, left- and right-facing alike
+    plain = infer(graph, test_maps)  # without mirror images every image is explained as it is
+    assert plain.flips is None and not torch.allclose(plain.positions["up"], result.positions["up"])
+    with pytest.raises(ValueError, match="mirrored"):
+        mine_graph(maps, FLIP_SPECS, params, input_size=32, device="cpu")
+
+
+def test_mining_features_stay_in_memory_when_small_and_stream_otherwise(monkeypatch):
+    from helpers.explanatory_graph import pipeline
+    from helpers.models.nets import small_vgg
+
+    torch.manual_seed(0)
+    net = small_vgg(num_outputs=1)
+    specs = layer_specs(net, ["conv4_1", "conv4_2"])
+    images = torch.randint(0, 256, (5, 3, 64, 64), dtype=torch.uint8)
+    whole = pipeline.mining_features(net, images, specs, True, torch.device("cpu"))
+    assert isinstance(whole, dict) and whole["conv4_2"].shape == (5, 128, 8, 8)
+    monkeypatch.setattr(pipeline, "FEATURE_MEMORY", 0)
+    streamed = pipeline.mining_features(net, images, specs, True, torch.device("cpu"))
+    assert callable(streamed)
+    torch.testing.assert_close(torch.cat([batch["conv4_2"] for batch in streamed()]), whole["conv4_2"])
+    plain = net_features(net, images.flip(-1), ["conv4_2"], device="cpu")["conv4_2"]
+    torch.testing.assert_close(plain, whole["conv4_2"])  # mirror=True: the mirror images' maps
+
+
+def test_cpu_threads_are_limited_inside_the_block_and_restored():
+    from helpers.explanatory_graph.miner import cpu_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with cpu_threads(torch.device("cpu"), 1):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with cpu_threads(torch.device("cpu"), None):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -6,10 +6,10 @@ from .inference import Inference, infer, infer_batch
 from .miner import mine_graph
 from .params import MinerParams
 from .reference import infer_reference, mine_reference
-from .source import FeatureSource, as_source, layer_specs, net_source
+from .source import FeatureSource, as_source, layer_specs, net_features, net_source
 
 __all__ = [
     "Edge", "ExplanatoryGraph", "FeatureSource", "GraphFileError", "Inference", "LayerSpec", "MinerParams", "Node",
     "as_source", "infer", "infer_batch", "infer_reference", "layer_specs", "mine_graph", "mine_reference",
-    "net_source",
+    "net_features", "net_source",
 ]

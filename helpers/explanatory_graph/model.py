@@ -92,7 +92,7 @@ def e_step(entities_: torch.Tensor, log_rows: torch.Tensor, log_cols: torch.Tens
     cols_f = log_cols.exp().reshape(b * c, n, w).mT  # (bC, W, N)
     mixture = torch.bmm(rows_f, cols_f.mT).add_(tau)  # sum_V P(p_x | V) + tau, (bC, H, W)
     f = entities_.reshape(b * c, h, w)
-    objective = (f * (mixture.log() - math.log(n + 1))).sum(dtype=torch.float64)
+    objective = _log_likelihood(f, mixture, n).sum(dtype=torch.float64)
     ratio = f / mixture
     per_row = rows_f * torch.bmm(ratio, cols_f)  # sum over columns of F r, (bC, H, N)
     per_col = cols_f * torch.bmm(ratio.mT, rows_f)  # sum over rows of F r, (bC, W, N)
@@ -103,6 +103,21 @@ def e_step(entities_: torch.Tensor, log_rows: torch.Tensor, log_cols: torch.Tens
     second = (per_row * dy.pow(2)).sum(1) + (per_col * dx.pow(2)).sum(1)
     fold = lambda t: t.reshape(b, c, n, *t.shape[2:]).sum(0, dtype=torch.float64)
     return EStats(fold(weight), fold(first), fold(second), objective)
+
+
+def _log_likelihood(f: torch.Tensor, mixture: torch.Tensor, n: int) -> torch.Tensor:
+    """sum_x F(x) log P(p_x) per map: ``f`` and ``mixture`` (bC, H, W) -> (bC,) float64 (Eq. 2)."""
+    return (f * (mixture.log() - math.log(n + 1))).sum((1, 2), dtype=torch.float64)
+
+
+def image_objective(entities_: torch.Tensor, log_rows: torch.Tensor, log_cols: torch.Tensor,
+                    tau: float) -> torch.Tensor:
+    """Each image's term of Eq. (1), sum_x F(x) log P(p_x | R_{L+1}, theta_L) over all channels: (b,) float64.
+    The miner and inference compare it between an image and its mirror image to choose the orientation."""
+    b, c, h, w = entities_.shape
+    n = log_rows.shape[2]
+    mixture = torch.bmm(log_rows.exp().reshape(b * c, n, h).mT, log_cols.exp().reshape(b * c, n, w)).add_(tau)
+    return _log_likelihood(entities_.reshape(b * c, h, w), mixture, n).reshape(b, c).sum(1)
 
 
 def m_step(mu: torch.Tensor, sigma: torch.Tensor, stats: EStats,

@@ -22,6 +22,8 @@ class MinerParams:
     Edges: ``edge_scale_units`` is s of the spatial-stability kernel (in units of the upper layer);
     candidates moving less than ``min_motion_units`` (RMS over images) are degenerate.
     ``top_k``: the node score statistic averages the top-k image scores (Table 1 uses 20).
+    ``flip``: flip alignment, as in the authors' code (the papers are silent): every image is explained as is or
+    mirrored, whichever its top layer fits better, so objects facing either way share their nodes.
     """
 
     nodes_per_filter: int | dict[str, int] | None = None
@@ -36,6 +38,7 @@ class MinerParams:
     min_motion_units: float = 0.3
     top_k: int = 20
     seed: int = 0
+    flip: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_parents", "iterations", "tau", "beta", "sigma_min_units", "sigma_init_units", "sigma_max",

@@ -37,14 +37,14 @@ class _Layer:
     """One layer's data and parameters, as nested Python lists."""
 
     def __init__(self, spec: LayerSpec, maps: np.ndarray, norm: list[tuple[float, float]], beta: float,
-                 input_size: int, mu0: np.ndarray):
+                 input_size: int, mu0: np.ndarray, mirrored: np.ndarray | None = None):
         self.spec = spec
         self.n_images, self.channels = maps.shape[0], spec.channels
         self.rows = [(spec.centre + spec.stride * i) / input_size for i in range(spec.height)]
         self.cols = [(spec.centre + spec.stride * j) / input_size for j in range(spec.width)]
-        self.f = [[[[beta * max((float(maps[i, c, h, w]) - norm[c][0]) / norm[c][1], 0.0) if norm[c][1] > 0 else 0.0
-                     for w in range(spec.width)] for h in range(spec.height)] for c in range(spec.channels)]
-                  for i in range(self.n_images)]
+        self.unflipped = _entities(maps, norm, beta)
+        self.mirrored = None if mirrored is None else _entities(mirrored, norm, beta)
+        self.flips = [False] * self.n_images  # images explained by their mirror image
         self.n_nodes = mu0.shape[1]
         self.mu = [[(float(mu0[c, n, 0]), float(mu0[c, n, 1])) for n in range(self.n_nodes)]
                    for c in range(spec.channels)]
@@ -55,6 +55,35 @@ class _Layer:
 
     def node(self, k: int) -> tuple[int, int]:
         return k // self.n_nodes, k % self.n_nodes
+
+    def f(self, image: int) -> list:
+        """F(x) [c][h][w] of ``image`` in its chosen orientation."""
+        return self.mirrored[image] if self.flips[image] else self.unflipped[image]
+
+
+def _entities(maps: np.ndarray, norm: list[tuple[float, float]], beta: float) -> list:
+    """F(x) = beta max((response - offset) / scale, 0) as nested lists [image][c][h][w] (0 where scale is 0)."""
+    n, channels, height, width = maps.shape
+    return [[[[beta * max((float(maps[i, c, h, w]) - norm[c][0]) / norm[c][1], 0.0) if norm[c][1] > 0 else 0.0
+               for w in range(width)] for h in range(height)] for c in range(channels)] for i in range(n)]
+
+
+def _image_objective(layer: _Layer, maps: list, tau: float) -> float:
+    """sum_c sum_x F(x) log P(p_x) of one image's maps [c][h][w] under the top layer (Delta = 0)."""
+    total = 0.0
+    for c in range(layer.channels):
+        for h, y in enumerate(layer.rows):
+            for w, x in enumerate(layer.cols):
+                mixture = sum(_gauss(y, x, layer.mu[c][n], layer.sigma[c][n]) for n in range(layer.n_nodes)) + tau
+                total += maps[c][h][w] * math.log(mixture / (layer.n_nodes + 1))
+    return total
+
+
+def _choose_flips(layer: _Layer, tau: float) -> None:
+    """Flip alignment: each image takes the orientation whose maps the top layer explains better (Eq. 1)."""
+    for image in range(layer.n_images):
+        layer.flips[image] = (_image_objective(layer, layer.mirrored[image], tau)
+                              > _image_objective(layer, layer.unflipped[image], tau))
 
 
 def _delta(layer: _Layer, upper: _Layer | None, image: int, c: int, n: int) -> tuple[float, float]:
@@ -87,7 +116,7 @@ def _pass(layer: _Layer, upper: _Layer | None, tau: float):
             best = [(-1.0, (0.0, 0.0)) for _ in range(n_nodes)]
             for h, y in enumerate(layer.rows):
                 for w, x in enumerate(layer.cols):
-                    f = layer.f[image][c][h][w]
+                    f = layer.f(image)[c][h][w]
                     density = [_gauss(y, x, centres[n], layer.sigma[c][n]) for n in range(n_nodes)]
                     mixture = sum(density) + tau
                     objective += f * math.log(mixture / (n_nodes + 1))
@@ -165,13 +194,18 @@ def _fit(layer: _Layer, upper: _Layer | None, params: MinerParams, input_size: i
     if fixed is not None:
         layer.parents = fixed
     history = []
+    choose = upper is None and layer.mirrored is not None
     for iteration in range(params.iterations):
+        if choose and iteration > 0:  # the first pass takes the initial orientations
+            _choose_flips(layer, params.tau)
         objective, samples, layer.positions, layer.scores = _pass(layer, upper, params.tau)
         history.append(objective)
         old_mu = [list(row) for row in layer.mu]
         _m_step(layer, samples, low, high)
         if upper is not None and fixed is None and iteration < params.iterations - 1:
             _select(layer, upper, old_mu, params, upper.spec.spacing(input_size))
+    if choose:
+        _choose_flips(layer, params.tau)
     objective, _, layer.positions, layer.scores = _pass(layer, upper, params.tau)
     history.append(objective)
     return history
@@ -200,16 +234,24 @@ def _parents_tensor(layer: _Layer) -> torch.Tensor:
 
 
 def mine_reference(maps: Mapping[str, np.ndarray], specs: Sequence[LayerSpec], params: MinerParams, *,
-                   input_size: int, init: Mapping[str, np.ndarray],
-                   edges: Mapping[str, np.ndarray] | None = None) -> ExplanatoryGraph:
+                   input_size: int, init: Mapping[str, np.ndarray], edges: Mapping[str, np.ndarray] | None = None,
+                   mirrored: Mapping[str, np.ndarray] | None = None,
+                   flips: Sequence[bool] | None = None) -> ExplanatoryGraph:
     """Reference Algorithm 1 on whole feature maps ``{layer: (n, C, H, W)}``; ``specs`` bottom to top; ``init`` the
-    mu^(0) (C, N, 2) of every layer; ``edges`` optional fixed parents (C, N, M) of lower layers (-1 = none)."""
+    mu^(0) (C, N, 2) of every layer; ``edges`` optional fixed parents (C, N, M) of lower layers (-1 = none);
+    ``mirrored`` the maps of the mirror images (flip alignment, chosen by the top layer) with ``flips`` the
+    orientations of the first E-step."""
     layers, histories, norms = {}, {}, {}
     upper = None
     for spec in reversed(list(specs)):
         norms[spec.name] = _norm(np.asarray(maps[spec.name], dtype=np.float64))
+        mirror = None if mirrored is None else np.asarray(mirrored[spec.name], dtype=np.float64)
         layer = _Layer(spec, np.asarray(maps[spec.name], dtype=np.float64), norms[spec.name], params.beta,
-                       input_size, np.asarray(init[spec.name], dtype=np.float64))
+                       input_size, np.asarray(init[spec.name], dtype=np.float64), mirror)
+        if upper is not None:
+            layer.flips = list(upper.flips)
+        elif mirrored is not None:
+            layer.flips = [bool(flip) for flip in flips]
         fixed = None
         if edges is not None and upper is not None and spec.name in edges:
             fixed = [[[int(k) for k in edges[spec.name][c, n] if k >= 0] for n in range(layer.n_nodes)]
@@ -224,24 +266,39 @@ def mine_reference(maps: Mapping[str, np.ndarray], specs: Sequence[LayerSpec], p
         parents={name: _parents_tensor(layers[name]) for name in names},
         norm={name: torch.tensor(norms[name], dtype=torch.float64).T for name in names},
         stats={name: _stats(layers[name], params.top_k) for name in names},
-        meta={"layers": names, "params": params.to_dict(), "history": histories, "n_images": len(maps[names[0]])})
+        meta={"layers": names, "params": params.to_dict(), "history": histories, "n_images": len(maps[names[0]]),
+              **({"flips": layers[names[-1]].flips} if mirrored is not None else {})})
 
 
-def infer_reference(graph: ExplanatoryGraph,
-                    maps: Mapping[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Reference inference: per layer, top-down, positions (n, C, N, 2) and scores (n, C, N) as float64 arrays."""
+def infer_reference(graph: ExplanatoryGraph, maps: Mapping[str, np.ndarray],
+                    mirrored: Mapping[str, np.ndarray] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Reference inference: per layer, top-down, positions (n, C, N, 2) and scores (n, C, N) as float64 arrays.
+    With ``mirrored`` maps, each image is explained in the orientation its top layer fits better, and positions
+    found on a mirror image are mapped back (unit column w -> W - 1 - w)."""
     params = MinerParams(**graph.meta["params"])
     out = {}
     upper = None
     for spec in reversed(graph.specs):
         norm = [(float(offset), float(scale)) for offset, scale in graph.norm[spec.name].T]
+        mirror = None if mirrored is None else np.asarray(mirrored[spec.name], dtype=np.float64)
         layer = _Layer(spec, np.asarray(maps[spec.name], dtype=np.float64), norm, params.beta, graph.input_size,
-                       graph.mu[spec.name].numpy())
+                       graph.mu[spec.name].numpy(), mirror)
         layer.sigma = graph.sigma[spec.name].tolist()
         layer.parents = [[[k for k in row if k >= 0] for row in channel]
                          for channel in graph.parents[spec.name].tolist()]
+        if upper is not None:
+            layer.flips = upper.flips
+        elif mirror is not None:
+            _choose_flips(layer, params.tau)
         _, _, layer.positions, layer.scores = _pass(layer, upper, params.tau)
         shape = (layer.n_images, layer.channels, layer.n_nodes)
-        out[spec.name] = (np.array(layer.positions).reshape(*shape, 2), np.array(layer.scores).reshape(shape))
+        positions = [[_unmirror(layer, p) if layer.flips[i] else p for p in row] for i, row in
+                     enumerate(layer.positions)]
+        out[spec.name] = (np.array(positions).reshape(*shape, 2), np.array(layer.scores).reshape(shape))
         upper = layer
     return out
+
+
+def _unmirror(layer: _Layer, position: tuple[float, float]) -> tuple[float, float]:
+    """The position of unit column w on a mirror image, in the image: that of column W - 1 - w."""
+    return position[0], layer.cols[len(layer.cols) - 1 - layer.cols.index(position[1])]

@@ -52,6 +52,21 @@ def iterate(source: FeatureSource, specs: Sequence[LayerSpec]) -> Iterator[tuple
         offset += len(batch[specs[0].name])
 
 
+def iterate_pairs(source: FeatureSource, mirrored: FeatureSource | None, specs: Sequence[LayerSpec]
+                  ) -> Iterator[tuple[int, Batch, Batch | None]]:
+    """:func:`iterate` over ``source`` with, in lockstep, the batch of the mirror images from ``mirrored`` (None
+    when there is no ``mirrored`` source); fails if the two sources disagree in batch sizes."""
+    if mirrored is None:
+        for offset, batch in iterate(source, specs):
+            yield offset, batch, None
+        return
+    pairs = zip(iterate(source, specs), iterate(mirrored, specs), strict=True)
+    for (offset, batch), (other, mirror) in pairs:
+        if other != offset or len(mirror[specs[0].name]) != len(batch[specs[0].name]):
+            raise ValueError("the mirrored source must yield the same images, in batches of the same sizes")
+        yield offset, batch, mirror
+
+
 def layer_specs(net: nn.Module, layers: Sequence[str], input_size: int | None = None) -> list[LayerSpec]:
     """Specs of conv layers ``layers`` of a :class:`~helpers.models.nets.Performer`, sorted bottom to top."""
     input_size = input_size or net.input_size
@@ -68,13 +83,23 @@ def layer_specs(net: nn.Module, layers: Sequence[str], input_size: int | None = 
 
 
 def net_source(net: nn.Module, images: torch.Tensor, layers: Sequence[str], batch_size: int = 64,
-               device: str | torch.device = "auto") -> FeatureSource:
-    """A source running ``net`` on ``images`` at every pass, yielding the rectified outputs (relu_of) of the conv
-    ``layers`` under their conv names (for the whole set in memory, use ``collect_features`` and the tensors)."""
+               device: str | torch.device = "auto", mirror: bool = False) -> FeatureSource:
+    """A source running ``net`` on ``images`` (their horizontal mirror images with ``mirror``) at every pass,
+    yielding the rectified outputs (relu_of) of the conv ``layers`` under their conv names (for the whole set in
+    memory, see :func:`net_features`)."""
     relus = {net.relu_of(name): name for name in layers}
+    images = images.flip(-1) if mirror else images
 
     def batches() -> Iterator[Batch]:
         for out in iter_features(net, images, list(relus), batch_size, device):
             yield {relus[name]: value for name, value in out.items()}
 
     return batches
+
+
+def net_features(net: nn.Module, images: torch.Tensor, layers: Sequence[str], batch_size: int = 64,
+                 device: str | torch.device = "auto", mirror: bool = False) -> dict[str, torch.Tensor]:
+    """The whole rectified maps ``{conv layer: (n, C, H, W)}`` of :func:`net_source`, on the device (for feature
+    sets that fit in memory: mining from them costs no forward pass per EM pass)."""
+    batches = list(net_source(net, images, layers, batch_size, device, mirror)())
+    return {name: torch.cat([batch[name] for batch in batches]) for name in layers}
