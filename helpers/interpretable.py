@@ -18,8 +18,9 @@ by ``FilterLossConfig.weighting``:
 
 * ``"grad_ratio"`` (default): at each interpretable layer the filter-loss gradient is scaled to ``grad_ratio`` times
   the mean magnitude of the task gradient arriving there. The paper's lambda is in MatConvNet's gradient units and was
-  negligible in this project's prototype; the ratio (0.03-0.3 worked) is what made the loss act without swamping
-  the classification.
+  negligible in this project's prototype; the ratio is what made the loss act without swamping the classification
+  (prototype: 0.03-0.3; notebook 02 fine-tunes at 3.0, decayed as 1/epoch, see ``helpers.interpretable_training``).
+  With ``decay`` the ratio itself falls as 1/epoch.
 * ``"lambda"``: the paper's Eq. (3) weight, lambda_f = 5e-6 * mean_x max_ij x, kept online per filter.
 * ``"none"``: weight 1 (for optimising the loss alone).
 
@@ -371,12 +372,15 @@ class FilterLoss(nn.Module):
         self.num_batches += 1
 
     def _weighted(self, grad: torch.Tensor) -> tuple[torch.Tensor, float | None]:
+        """(gradient, ratio): the 1/epoch decay goes into the ratio under ``grad_ratio`` weighting (the backward
+        rescales the gradient to ratio x the task gradient, which would undo a decay applied to it)."""
         config = self.config
-        if config.decay:
-            grad = grad / self.epoch
+        decay = self.epoch if config.decay else 1
+        if config.weighting == "grad_ratio":
+            return grad, config.grad_ratio / decay
         if config.weighting == "lambda":
             grad = grad * (config.lambda_scale * self.mean_peak)[:, None, None]
-        return grad, (config.grad_ratio if config.weighting == "grad_ratio" else None)
+        return grad / decay, None
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, map_size={self.map_size}, config={self.config}"

@@ -32,13 +32,7 @@ from helpers.models.nets import alexnet, small_vgg
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: on a busy 2-core machine, thread hand-offs cost more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _performer(outputs: int = 1, seed: int = 0) -> nn.Module:

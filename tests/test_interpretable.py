@@ -31,14 +31,7 @@ from helpers.interpretable import (
 from helpers.models.geometry import feature_size, layer_geometry
 from helpers.models.nets import alexnet, small_vgg, vgg16
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: on a busy 2-core machine, thread hand-offs cost more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _template_entry(i: int, j: int, mu: tuple[int, int], h: int, w: int) -> float:
@@ -328,6 +321,18 @@ def test_grad_ratio_scales_the_filter_gradient_to_the_task_gradient():
     ((y * task).sum() + loss).backward()
     injected = leaf.grad - task
     torch.testing.assert_close(injected, unit * (0.2 * task.abs().mean() / unit.abs().mean()))
+
+
+def test_grad_ratio_decays_with_the_epoch():
+    x, positive, _ = _peaked_maps(6, 6, 2, 5, amplitude=50.0, seed=6)
+    unit = _approx_grad(x, positive)
+    task = torch.randn(12, 2, 5, 5, generator=torch.Generator().manual_seed(7))
+    leaf = x.clone().requires_grad_()
+    loss_f = FilterLoss(2, (5, 5), FilterLossConfig(grad_ratio=0.2, decay=True))
+    loss_f.epoch = 4
+    y, loss = loss_f(leaf, positive)
+    ((y * task).sum() + loss).backward()
+    torch.testing.assert_close(leaf.grad - task, unit * (0.2 / 4 * task.abs().mean() / unit.abs().mean()))
 
 
 def test_lambda_weighting_is_eq3_lambda_and_decays_with_the_epoch():

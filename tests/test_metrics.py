@@ -23,6 +23,7 @@ from helpers.metrics import (
     part_interpretability,
     peak_positions,
     random_position_instability,
+    round_rf_regions,
     semantic_purity,
     upsample_to_image,
 )
@@ -355,6 +356,47 @@ def test_part_interpretability_hand_example():
     # filter 0, part 1: (1 + 2) / (2 + 2); part 2: 0 / (2 + 4). filter 1, part 1: 0 / (2 + 2); part 2: 0 / (1 + 2)
     assert dissection.iou.tolist() == [[0.75, 0.0], [0.0, 0.0]]
     assert dissection.is_detector.tolist() == [True, False] and dissection.num_detectors == 1
+
+
+def test_round_rf_hand_example():
+    # One 2 x 2 map on an 8 x 8 image, units centred at 1.5 + 4 i; only unit (0, 0) is above T (quantile 0.75 of
+    # 9, 0, 0, 0 -> T = 0). Its disc of radius 2 around (1.5, 1.5): per axis the squared offsets of pixels 0..4 are
+    # 2.25, .25, .25, 2.25, 6.25; pairs with sum <= 4: (.25, .25) x 4 + (.25, 2.25) x 8 = 12 pixels, all in the
+    # top-left 4 x 4 quadrant. Part 1 = that quadrant: IoU 12 / 16 = .75 > .2; part 2 = the right half: IoU 0.
+    maps = torch.tensor([[[[9.0, 0.0], [0.0, 0.0]]]])
+    labels = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    labels[0, :4, :4] = 1
+    labels[0, :, 4:] = 2
+    region = round_rf_regions(maps, torch.tensor([0.0]), (8, 8), GEOMETRY, 2.0)
+    assert region.sum() == 12 and region.view(8, 8)[:4, :4].sum() == 12
+    accumulator = PartIoU(activation_thresholds(maps, 0.75), 2, geometry=GEOMETRY, rf_radius=2.0)
+    accumulator.update(maps, labels)
+    assert accumulator.interpretability().probability.tolist() == [[1.0, 0.0]]
+    assert accumulator.dissection().iou.tolist() == [[0.75, 0.0]]
+
+
+def test_round_rf_regions_match_a_loop_over_units_and_pixels():
+    maps, _, _ = tiny_part_data(seed=14)
+    geometry = LayerGeometry(stride=3.0, centre=1.0, field=3.0)
+    thresholds = activation_thresholds(maps, 0.8)
+    region = round_rf_regions(maps, thresholds, (9, 9), geometry, 2.5).view(12, 5, 9, 9)
+    slow = torch.zeros(12, 5, 9, 9)
+    for i in range(12):
+        for f in range(5):
+            for u in range(3):
+                for v in range(3):
+                    if maps[i, f, u, v] > thresholds[f]:
+                        for y in range(9):
+                            for x in range(9):
+                                if math.hypot(y - (1 + 3 * u), x - (1 + 3 * v)) <= 2.5:
+                                    slow[i, f, y, x] = 1
+    assert 0 < slow.sum() < slow.numel()
+    assert torch.equal(region, slow)
+
+
+def test_round_rf_needs_the_geometry():
+    with pytest.raises(ValueError, match="geometry"):
+        PartIoU(torch.zeros(2), 3, rf_radius=4.0)
 
 
 def slow_part_iou(maps, labels, num_parts, quantile, categories):

@@ -25,6 +25,7 @@ from .localization import (
     semantic_purity,
 )
 from .parts import (
+    RF_RADIUS_STRIDES,
     ActivationThreshold,
     DissectionResult,
     PartInterpretabilityResult,
@@ -32,10 +33,12 @@ from .parts import (
     activation_thresholds,
     network_dissection,
     part_interpretability,
+    round_rf_regions,
     upsample_to_image,
 )
 
 __all__ = [
+    "RF_RADIUS_STRIDES",
     "ActivationThreshold",
     "DissectionResult",
     "DistanceResult",
@@ -55,6 +58,7 @@ __all__ = [
     "peak_positions",
     "present_once",
     "random_position_instability",
+    "round_rf_regions",
     "semantic_purity",
     "upsample_to_image",
 ]

@@ -5,6 +5,12 @@ p(x > T_f) = 0.005. Percentile definition: numpy's default ("linear": the value 
 sorted values, interpolated between neighbours), the same as ``torch.quantile``. On image I, S_f^I = the map
 upsampled bilinearly to the input size, > T_f. IoU^I_{f,k} = |S_f^I & S_k^I| / |S_f^I | S_k^I| with S_k^I the mask of
 part k; P_{f,k} = mean over images containing part k of 1(IoU^I_{f,k} > 0.2); P_f = max_k P_{f,k}; report mean_f P_f.
+
+The region S_f^I has two definitions. Network Dissection's (the default): the bilinearly upsampled map > T_f. The
+ICNN paper's (its footnote 6, ``rf_radius`` set): "a round RF for each valid activation", the union over the units
+above T_f of discs of radius ``rf_radius`` pixels around their receptive-field centres. The paper gives no radius;
+:data:`RF_RADIUS_STRIDES` (one stride: neighbouring units' discs overlap, so adjacent valid activations make one
+connected region) is this project's choice.
 Also the dataset-level Network Dissection IoU: sum_I |S_f & S_k| / sum_I |S_f | S_k|, a detector if > 0.04.
 
 Two passes over the activations: :class:`ActivationThreshold` (exact, streaming), then :class:`PartIoU`.
@@ -25,6 +31,7 @@ from torch import Tensor
 from ..models.geometry import LayerGeometry
 
 PartProtocol = Literal["single", "assigned_category"]
+RF_RADIUS_STRIDES = 1.0  # round-RF radius in strides of the layer (``rf_radius = RF_RADIUS_STRIDES * stride``)
 
 
 class ActivationThreshold:
@@ -110,6 +117,26 @@ def upsample_to_image(maps: Tensor, size: tuple[int, int], geometry: LayerGeomet
     return rows @ maps @ cols.T
 
 
+def round_rf_matrix(map_size: tuple[int, int], size: tuple[int, int], geometry: LayerGeometry, radius: float,
+                    device: torch.device | str = "cpu") -> Tensor:
+    """(h w, H W) 0/1 matrix: pixel p lies within ``radius`` of unit u's receptive-field centre (ICNN footnote 6)."""
+    units = geometry.grid(*map_size, device=device).double()  # (hw, 2)
+    ys, xs = torch.meshgrid(torch.arange(size[0], device=device, dtype=torch.float64),
+                            torch.arange(size[1], device=device, dtype=torch.float64), indexing="ij")
+    pixels = torch.stack([ys.flatten(), xs.flatten()], dim=-1)  # (HW, 2)
+    return (torch.cdist(units, pixels) <= radius).float()
+
+
+def round_rf_regions(maps: Tensor, thresholds: Tensor, size: tuple[int, int], geometry: LayerGeometry,
+                     radius: float) -> Tensor:
+    """(B, C, H W) 0/1 regions S_f^I: the union of round RFs of the units of (B, C, h, w) ``maps`` above their
+    channel's threshold (C,) (ICNN footnote 6)."""
+    b, c, h, w = maps.shape
+    valid = (maps > thresholds[:, None, None]).flatten(2).float()  # (B, C, hw)
+    disc = round_rf_matrix((h, w), size, geometry, radius, maps.device)
+    return (valid @ disc > 0).float()
+
+
 @dataclass
 class PartInterpretabilityResult:
     """ICNN Sec. 5.2.1 part interpretability."""
@@ -137,12 +164,17 @@ class PartIoU:
 
     ``thresholds`` (C,) from :class:`ActivationThreshold`; ``num_parts`` = P (labels 1..P). Work is split over
     channels so no block exceeds ``chunk_elements`` upsampled values. ``categories`` in :meth:`update` are needed for
-    the multi-category protocol only.
+    the multi-category protocol only. ``rf_radius`` (pixels; needs ``geometry``) selects the paper's round-RF
+    regions instead of the bilinear upsampling.
     """
 
     def __init__(self, thresholds: Tensor, num_parts: int, *, geometry: LayerGeometry | None = None,
-                 iou_threshold: float = 0.2, num_categories: int = 1, chunk_elements: int = 2**25):
+                 iou_threshold: float = 0.2, num_categories: int = 1, chunk_elements: int = 2**25,
+                 rf_radius: float | None = None):
+        if rf_radius is not None and (geometry is None or rf_radius <= 0):
+            raise ValueError(f"rf_radius needs the layer's geometry and a positive radius, got {rf_radius}")
         self.thresholds, self.num_parts, self.geometry = thresholds, num_parts, geometry
+        self.rf_radius = rf_radius
         self.iou_threshold, self.num_categories, self.chunk_elements = iou_threshold, num_categories, chunk_elements
         self._sums: dict[str, Tensor] | None = None
 
@@ -181,13 +213,19 @@ class PartIoU:
         inter = []
         region_area = []
         for start in range(0, c, step):
-            upsampled = upsample_to_image(activations[:, start:start + step].float(), size, self.geometry)
-            region = (upsampled > thresholds[start:start + step, None, None]).flatten(2).float()  # (B, c', HW)
+            region = self._regions(activations[:, start:start + step].float(), thresholds[start:start + step], size)
             inter.append(region @ masks)
             region_area.append(region.sum(-1))
         intersection = torch.cat(inter, dim=1)
         union = torch.cat(region_area, dim=1)[..., None] + area[:, None] - intersection
         return intersection, union, area > 0
+
+    def _regions(self, activations: Tensor, thresholds: Tensor, size: tuple[int, int]) -> Tensor:
+        """(B, c', H W) 0/1 regions S_f^I of maps (B, c', h, w)."""
+        if self.rf_radius is not None:
+            return round_rf_regions(activations, thresholds, size, self.geometry, self.rf_radius)
+        upsampled = upsample_to_image(activations, size, self.geometry)
+        return (upsampled > thresholds[:, None, None]).flatten(2).float()
 
     def interpretability(self, protocol: PartProtocol = "single") -> PartInterpretabilityResult:
         """P_f per filter. ``single``: all images (single-category nets); ``assigned_category``: ICNN Sec. 5.2.1
@@ -226,10 +264,10 @@ class PartIoU:
 
 def _part_iou(activations: Tensor, part_labels: Tensor, num_parts: int, geometry: LayerGeometry | None,
               quantile: float, iou_threshold: float, categories: Tensor | None, num_categories: int,
-              batch_size: int) -> PartIoU:
+              batch_size: int, rf_radius: float | None = None) -> PartIoU:
     """Both passes on full tensors, the second in batches of ``batch_size`` images."""
     accumulator = PartIoU(activation_thresholds(activations, quantile), num_parts, geometry=geometry,
-                          iou_threshold=iou_threshold, num_categories=num_categories)
+                          iou_threshold=iou_threshold, num_categories=num_categories, rf_radius=rf_radius)
     for start in range(0, len(activations), batch_size):
         stop = start + batch_size
         accumulator.update(activations[start:stop], part_labels[start:stop],
@@ -240,11 +278,12 @@ def _part_iou(activations: Tensor, part_labels: Tensor, num_parts: int, geometry
 def part_interpretability(activations: Tensor, part_labels: Tensor, num_parts: int, *,
                           geometry: LayerGeometry | None = None, categories: Tensor | None = None,
                           protocol: PartProtocol = "single", quantile: float = 0.995, iou_threshold: float = 0.2,
-                          batch_size: int = 64) -> PartInterpretabilityResult:
-    """One-shot ICNN Sec. 5.2.1 part interpretability of maps (N, C, h, w) against label maps (N, H, W)."""
+                          batch_size: int = 64, rf_radius: float | None = None) -> PartInterpretabilityResult:
+    """One-shot ICNN Sec. 5.2.1 part interpretability of maps (N, C, h, w) against label maps (N, H, W)
+    (``rf_radius``: round-RF regions, see :class:`PartIoU`)."""
     num_categories = int(categories.max()) + 1 if categories is not None and len(categories) else 1
     accumulator = _part_iou(activations, part_labels, num_parts, geometry, quantile, iou_threshold, categories,
-                            num_categories, batch_size)
+                            num_categories, batch_size, rf_radius)
     return accumulator.interpretability(protocol)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
-from IPython.display import display
 from torch.utils.data import Dataset
 
 from ..viz import show_sample
+from .panel import live_panel
 
 
 def sample_browser(dataset: Dataset) -> widgets.Widget:
@@ -28,9 +28,4 @@ def sample_browser(dataset: Dataset) -> widgets.Widget:
                               for n, p in sample.landmarks.items())
             print(f"{sample.category} (label {sample.label}); {marks or 'no landmarks (negative)'}")
 
-    for control in (index, masks, landmarks):
-        control.observe(draw, names="value")
-    draw()
-    panel = widgets.VBox([widgets.HBox([index, masks, landmarks]), output])
-    display(panel)
-    return panel
+    return live_panel([[index, masks, landmarks]], output, draw)

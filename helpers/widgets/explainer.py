@@ -9,13 +9,13 @@ from collections.abc import Mapping, Sequence
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import display
 
 from ..data.arrays import PartArrays
 from ..evaluation import MapSource, instability
 from ..explainer import DistillSettings, distill_cached, interpretable_source, strongest_images
 from ..models.nets import Performer
 from ..viz import explainer as explainer_viz
+from .panel import live_panel
 
 
 def tradeoff_explorer(net: Performer, train: PartArrays, test: PartArrays, base: DistillSettings,
@@ -55,9 +55,7 @@ def tradeoff_explorer(net: Performer, train: PartArrays, test: PartArrays, base:
 
     button.on_click(learn)
     draw()
-    panel = widgets.VBox([widgets.HBox([eta, ratio, epochs, button]), output])
-    display(panel)
-    return panel
+    return live_panel([[eta, ratio, epochs, button]], output)
 
 
 def filter_browser(images: torch.Tensor, sources: Mapping[str, MapSource], arrays: PartArrays, count: int = 6
@@ -82,9 +80,4 @@ def filter_browser(images: torch.Tensor, sources: Mapping[str, MapSource], array
             explainer_viz.feature_maps(images, rows)
             plt.show()
 
-    for slider in sliders.values():
-        slider.observe(draw, names="value")
-    draw()
-    panel = widgets.VBox([widgets.HBox(list(sliders.values())), output])
-    display(panel)
-    return panel
+    return live_panel([list(sliders.values())], output, draw)

@@ -26,6 +26,7 @@ from ..explanatory_graph.analysis import (
 )
 from ..models.geometry import LayerGeometry
 from ..viz.explanatory_graph import markdown_table, node_patches
+from .panel import live_panel
 
 
 def node_browser(graph: ExplanatoryGraph, nodes: Observations, images: Tensor, count: int = 8) -> widgets.Widget:
@@ -51,12 +52,7 @@ def node_browser(graph: ExplanatoryGraph, nodes: Observations, images: Tensor, c
             plt.show()
             print(f"mu_V = ({mu[0]:.1f}, {mu[1]:.1f}) px, sigma_V = {sigma:.1f} px; patches {size} x {size} px")
 
-    for control in (layer, rank):
-        control.observe(draw, names="value")
-    draw()
-    panel = widgets.VBox([widgets.HBox([layer, rank]), output])
-    display(panel)
-    return panel
+    return live_panel([[layer, rank]], output, draw)
 
 
 def remine_panel(graph: ExplanatoryGraph, train: Views, test: Views, arrays: PartArrays, landmarks: Sequence[str],
@@ -87,6 +83,4 @@ def remine_panel(graph: ExplanatoryGraph, train: Views, test: Views, arrays: Par
             display(Markdown(markdown_table(["layer", "K", "nodes", "raw filters", "ratio", "random"], table)))
 
     button.on_click(run)
-    panel = widgets.VBox([widgets.HBox([lower, nodes]), widgets.HBox([parents, tau, button]), output])
-    display(panel)
-    return panel
+    return live_panel([[lower, nodes], [parents, tau, button]], output)
