@@ -42,6 +42,7 @@ from .io import atomic_write_json, config_hash
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 FIRST_STAGE = "00"  # trains the performers every other notebook loads: its runs complete before any other starts
 LAST_STAGE = "05"  # reads every other notebook's results: its runs start after all others ended
+LAST = 2  # stage number of LAST_STAGE (0: FIRST_STAGE, 1: every other notebook)
 
 
 @dataclass(frozen=True)
@@ -223,13 +224,21 @@ def _dask_submitter(address: str, grid: Grid, results_root: Path, publish: bool)
     return submit
 
 
+def _stage(run: Run) -> int:
+    """0: the first stage (performers), 2: the last (tables), 1: every other notebook."""
+    return {FIRST_STAGE: 0, LAST_STAGE: LAST}.get(run.notebook.split("_", 1)[0], 1)
+
+
 def run_grid(grid: Grid, results_root: str | Path = PROJECT_ROOT / "results", workers: int = 1,
              scheduler: str | None = None, publish: bool = False,
              report: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Execute every incomplete run of ``grid``; returns the statuses of the runs executed now."""
+    """Execute every incomplete run of ``grid``; returns the statuses of the runs executed now. When any other run
+    is executed, the last stage's runs (the tables, which read every results file) are executed again too."""
     results_root = Path(results_root)
     runs_dir(results_root, grid.profile).mkdir(parents=True, exist_ok=True)
     pending = [run for run in grid.runs if not is_complete(runs_dir(results_root, grid.profile) / run.run_id)]
+    if any(_stage(run) < LAST for run in pending):
+        pending = [run for run in grid.runs if run in pending or _stage(run) == LAST]
     for run in grid.runs:
         if run not in pending:
             report(f"skip   {run.run_id} (complete)")
@@ -237,12 +246,9 @@ def run_grid(grid: Grid, results_root: str | Path = PROJECT_ROOT / "results", wo
         submit = _dask_submitter(scheduler, grid, results_root, publish)
     else:
         submit = _local_submitter(grid, results_root, publish, workers)
-    def stage(run: Run) -> int:
-        return {FIRST_STAGE: 0, LAST_STAGE: 2}.get(run.notebook.split("_", 1)[0], 1)
-
     statuses = []
-    for number in range(3):
-        stage_runs = [run for run in pending if stage(run) == number]
+    for number in range(LAST + 1):
+        stage_runs = [run for run in pending if _stage(run) == number]
         for status in submit(stage_runs) if stage_runs else []:
             statuses.append(status)
             report(f"{status['state']:6s} {status['run_id']} ({status['seconds']:.0f} s)"

@@ -84,6 +84,21 @@ def test_run_skip_fail_and_resume(notebooks, tmp_path):
     assert all((site.parent / f"{Path(s['dir']).name}.html").is_file() for s in collect(results, "smoke"))
 
 
+def test_tables_are_redone_when_another_run_is(notebooks, tmp_path):
+    _notebook(notebooks / "05_tables.ipynb", 'NAME = "05_tables"' + WRITER)
+    results = tmp_path / "results"
+    grid = parse_grid({"notebooks": "all", "parameters": {"X": [1]}}, "smoke", notebooks)
+    assert sorted(s["notebook"] for s in run_grid(grid, results, report=lambda _: None)) == [
+        "00_first", "01_second", "05_tables"]
+    assert run_grid(grid, results, report=lambda _: None) == [], "nothing to do: the tables are not redone"
+    second = next(r for r in grid.runs if r.notebook == "01_second")
+    (runs_dir(results, "smoke") / second.run_id / "status.json").unlink()  # as if it had been killed
+    again = run_grid(grid, results, report=lambda _: None)
+    assert [s["notebook"] for s in again] == ["01_second", "05_tables"], "the tables read the new results"
+    assert again[1]["started"] >= again[0]["started"] + again[0]["seconds"]
+    assert len(list(runs_dir(results, "smoke").glob("05_tables-*.stale-*"))) == 1, "the old tables are kept"
+
+
 def test_interrupted_run_is_redone_without_losing_the_leftover(notebooks, tmp_path):
     results = tmp_path / "results"
     grid = parse_grid({"notebooks": ["00"], "parameters": {"X": [1]}}, "smoke", notebooks)
