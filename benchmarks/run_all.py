@@ -4,14 +4,14 @@
 
 Benchmarks print their own figures (kept verbatim in the JSON). Each notebook runs in a fresh papermill process
 with the caches of ``data/cache`` moved aside, so its wall time includes training and mining; peak memory is the
-largest resident set of the papermill process and its kernel.
+largest resident set of the papermill process and its kernel, measured in a fresh parent process per notebook (the
+children's high-water mark of one process only ever grows).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +23,9 @@ from helpers.config import PROJECT_ROOT
 from helpers.io import atomic_write_json
 
 BENCHMARKS = PROJECT_ROOT / "benchmarks"
+# Runs the command given as arguments, then prints its (and its descendants') peak resident set in KiB.
+MEASURE = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
 
 
 def run_scripts() -> dict[str, dict]:
@@ -45,14 +48,14 @@ def run_notebooks(profile: str) -> dict[str, dict]:
                "HELPERS_DATA_DIR": str(Path(scratch) / "data"), "HELPERS_RESULTS_DIR": str(Path(scratch) / "results"),
                "HELPERS_FIGURES_DIR": str(Path(scratch) / "figures")}
         for stem in notebook_stems():
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "papermill", f"notebooks/{stem}.ipynb",
-                                   str(Path(scratch) / f"{stem}.ipynb"), "--cwd", "notebooks", "-k", "python3"],
+            done = subprocess.run([sys.executable, "-c", MEASURE, sys.executable, "-m", "papermill",
+                                   f"notebooks/{stem}.ipynb", str(Path(scratch) / f"{stem}.ipynb"), "--cwd",
+                                   "notebooks", "-k", "python3"],
                                   capture_output=True, text=True, cwd=PROJECT_ROOT, env=env)
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            peak_kib = int(done.stdout.split()[-1]) if done.stdout.split() else 0
             found[stem] = {"seconds": time.perf_counter() - start, "returncode": done.returncode,
-                           "peak_rss_mib": max(peak, before) / 1024, "errors": done.stderr.splitlines()[-20:]}
+                           "peak_rss_mib": peak_kib / 1024, "errors": done.stderr.splitlines()[-20:]}
             print(f"== {stem} at {profile}: {found[stem]['seconds']:.0f} s, peak RSS "
                   f"{found[stem]['peak_rss_mib']:.0f} MiB, return code {done.returncode}", flush=True)
     return found
