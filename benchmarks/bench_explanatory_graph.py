@@ -16,29 +16,14 @@ import resource
 import time
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from helpers.config import get_device
 from helpers.explanatory_graph import LayerSpec, MinerParams, mine_graph, mine_reference
+from helpers.profiling import LargestTensor
 
 SMALL_VGG = [LayerSpec("conv3_1", 64, 16, 16, 4.0, 1.5), LayerSpec("conv3_2", 64, 16, 16, 4.0, 1.5),
              LayerSpec("conv4_1", 128, 8, 8, 8.0, 3.5), LayerSpec("conv4_2", 128, 8, 8, 8.0, 3.5)]  # at 64 px
 TWO_LAYERS = [SMALL_VGG[1], SMALL_VGG[3]]
-
-
-class LargestTensor(TorchDispatchMode):
-    """The largest tensor (bytes) produced by any torch operation while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.bytes = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        sizes = [t.numel() * t.element_size() for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
-        self.bytes = max([self.bytes, *sizes])
-        return out
 
 
 def features(specs: list[LayerSpec], n: int, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -7,8 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from helpers.explanatory_graph import (
     ExplanatoryGraph,
@@ -23,6 +21,7 @@ from helpers.explanatory_graph import (
     net_features,
     net_source,
 )
+from helpers.profiling import LargestTensor
 
 TWO_LAYERS = [LayerSpec("low", 3, 4, 4, 1.0, 0.0), LayerSpec("up", 2, 2, 2, 2.0, 0.5)]  # 4 px input
 THREE_LAYERS = [LayerSpec("a", 3, 4, 4, 2.0, 0.5), LayerSpec("b", 2, 4, 4, 2.0, 0.5),
@@ -208,20 +207,6 @@ def test_inference_on_flipped_maps_gives_mirrored_positions(small_graph):
     assert not torch.allclose(flipped.positions["low"], plain.positions["low"])  # the flip did move the nodes
 
 
-class PeakTensor(TorchDispatchMode):
-    """Records the largest tensor (in elements) any torch operation produces."""
-
-    def __init__(self):
-        super().__init__()
-        self.peak = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        sizes = [t.numel() for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
-        self.peak = max([self.peak, *sizes])
-        return out
-
-
 def test_mining_streams_batches_and_memory_does_not_grow_with_images():
     specs = [LayerSpec("low", 4, 8, 8, 2.0, 0.5), LayerSpec("up", 3, 4, 4, 4.0, 1.5)]
     params = MinerParams(nodes_per_filter=3, n_parents=2, iterations=3)
@@ -238,10 +223,10 @@ def test_mining_streams_batches_and_memory_does_not_grow_with_images():
     peaks, graphs = {}, {}
     for n in (16, 64):
         maps, seen = random_maps(specs, n, seed=7), {"passes": 0, "sizes": []}
-        with PeakTensor() as recorder:
+        with LargestTensor() as recorder:
             graphs[n] = mine_graph(counting_source(maps, seen), specs, params, input_size=16, batch_size=batch,
                                    device="cpu")
-        peaks[n] = recorder.peak
+        peaks[n] = recorder.elements
         assert seen["passes"] == 1 + len(specs) * (params.iterations + 1)
         assert max(seen["sizes"]) <= batch and sum(seen["sizes"]) == seen["passes"] * n
     assert peaks[64] == peaks[16] < 16 * 4 * 8 * 8  # below the features of 16 images, whatever n
