@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..config import get_device
 from ..data.arrays import PartArrays
-from ..explanatory_graph import net_source
+from ..explanatory_graph import net_features
 
 
 @dataclass
@@ -39,18 +38,12 @@ class Views:
         return Views(self.mirrored, self.maps, self.input_size)
 
 
-def feature_maps(net: nn.Module, images: Tensor, layers: Sequence[str], device: str | torch.device = "auto",
-                 batch_size: int = 64) -> dict[str, Tensor]:
-    """Rectified maps of the conv ``layers`` for ``images`` (uint8 or float (n, 3, H, W)), kept on ``device``."""
-    batches = list(net_source(net, images, layers, batch_size, get_device(device))())
-    return {name: torch.cat([batch[name] for batch in batches]) for name in layers}
-
-
 def crop_views(net: nn.Module, images: Tensor, layers: Sequence[str], device: str | torch.device = "auto",
                batch_size: int = 64) -> Views:
-    """:class:`Views` of object crops: the performer run on the crops and on their mirror images."""
-    return Views(feature_maps(net, images, layers, device, batch_size),
-                 feature_maps(net, images.flip(-1), layers, device, batch_size), int(images.shape[-1]))
+    """:class:`Views` of object crops (uint8 or float (n, 3, H, W)): the performer run on the crops and on their
+    mirror images, maps kept on ``device``."""
+    return Views(net_features(net, images, layers, batch_size, device),
+                 net_features(net, images, layers, batch_size, device, mirror=True), int(images.shape[-1]))
 
 
 def mirror_points(points: Tensor, size: int) -> Tensor:

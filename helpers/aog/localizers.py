@@ -43,9 +43,12 @@ class Prediction:
     flipped: Tensor
 
 
-def keep_better(plain: tuple[Tensor, Tensor], mirrored: tuple[Tensor, Tensor], size: int) -> Prediction:
+def keep_better(plain: tuple[Tensor, Tensor], mirrored: tuple[Tensor, Tensor] | None, size: int) -> Prediction:
     """Combine the answers (centres, scores) on the crops and on their mirror images: the mirror image's answer,
-    mapped back into the crop, wins where it scores higher (ties: the crop's own)."""
+    mapped back into the crop, wins where it scores higher (ties: the crop's own). ``mirrored=None`` (no flip):
+    the crops' own answers."""
+    if mirrored is None:
+        return Prediction(*plain, torch.zeros_like(plain[1], dtype=torch.bool))
     better = mirrored[1] > plain[1]
     centres = torch.where(better[:, None], mirror_points(mirrored[0], size), plain[0])
     return Prediction(centres, torch.where(better, mirrored[1], plain[1]), better)
@@ -67,10 +70,9 @@ class Localizer(ABC):
 
     def predict(self, views: Views) -> Prediction:
         """Part centres on ``views``; with ``flip`` the mirror images are tried too and the better answer kept."""
-        plain = self.locate(views.maps, views.input_size)
-        if not self.flip:
-            return Prediction(*plain, torch.zeros_like(plain[1], dtype=torch.bool))
-        return keep_better(plain, self.locate(views.mirrored, views.input_size), views.input_size)
+        size = views.input_size
+        mirrored = self.locate(views.mirrored, size) if self.flip else None
+        return keep_better(self.locate(views.maps, size), mirrored, size)
 
 
 def vote(targets: Tensor, weights: Tensor, spread: float, size: int) -> tuple[Tensor, Tensor]:
@@ -113,18 +115,16 @@ class AndOrGraph(Localizer):
         self.or_rule, self.flip, self.name = check_choice("or_rule", or_rule, OR_RULES), flip, name
         self.chosen: Tensor | None = None  # (T, K) pattern indices per template
         self.delta: Tensor | None = None  # (T, K, 2) normalised displacement pattern -> part centre
-        self.box_sizes: Tensor | None = None  # (T, 2) pixels (height, width) of the annotated part boxes
 
     def fit(self, examples: Examples) -> AndOrGraph:
         self.patterns.fit(examples.pool)
         size = examples.views.input_size
-        return self.learn(*self.patterns(examples.views.maps), examples.centres / size, examples.boxes)
+        return self.learn(*self.patterns(examples.views.maps), examples.centres / size)
 
-    def learn(self, positions: Tensor, scores: Tensor, centres: Tensor, boxes: Tensor) -> AndOrGraph:
+    def learn(self, positions: Tensor, scores: Tensor, centres: Tensor) -> AndOrGraph:
         """The templates from patterns parsed on the annotated crops (``positions`` (m, P, 2), ``scores`` (m, P))
-        with their part ``centres`` (m, 2) normalised and part ``boxes`` (m, 4) pixels."""
+        with their part ``centres`` (m, 2) normalised."""
         self.chosen, self.delta = self.select(scores, centres.to(positions)[:, None] - positions)
-        self.box_sizes = boxes[:, 2:] - boxes[:, :2] + 1
         return self
 
     def select(self, scores: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
@@ -164,10 +164,7 @@ class AndOrGraph(Localizer):
     def predict_parsed(self, plain: tuple[Tensor, Tensor], mirrored: tuple[Tensor, Tensor], size: int) -> Prediction:
         """:meth:`predict` on crops whose patterns were parsed already: (positions, scores) on the crops and on their
         mirror images, as the pattern source returns them."""
-        answer = self.decide(*plain, size)
-        if not self.flip:
-            return Prediction(*answer, torch.zeros_like(answer[1], dtype=torch.bool))
-        return keep_better(answer, self.decide(*mirrored, size), size)
+        return keep_better(self.decide(*plain, size), self.decide(*mirrored, size) if self.flip else None, size)
 
 
 class FilterPartDetectors(AndOrGraph):

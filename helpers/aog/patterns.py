@@ -62,15 +62,6 @@ class GraphNodes(Patterns):
     def layer_index(self) -> Tensor:
         return torch.cat([torch.full((self.graph.mu[name][..., 0].numel(),), i) for i, name in enumerate(self.layers)])
 
-    def key(self, pattern: int) -> str:
-        """The graph's key ``layer/filter/index`` of flat pattern ``pattern``."""
-        for name in self.layers:
-            count = self.graph.mu[name][..., 0].numel()
-            if pattern < count:
-                return self.graph.node_key(name, pattern)
-            pattern -= count
-        raise IndexError(f"pattern {pattern} is beyond the graph's nodes")
-
     def raw(self, maps: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         inference = infer(self.graph, maps)
         n = len(next(iter(maps.values())))

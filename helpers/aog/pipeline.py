@@ -15,11 +15,11 @@ from torch import Tensor, nn
 
 from ..config import get_device
 from ..data.arrays import PartArrays
-from ..explanatory_graph import ExplanatoryGraph
+from ..explanatory_graph import ExplanatoryGraph, net_features
 from ..explanatory_graph.pipeline import MinedGraph, mined_graph
 from ..metrics import DistanceResult, normalized_distance
 from ..results import paper_numbers
-from .data import Examples, Views, choose_examples, crop_views, feature_maps, part_boxes
+from .data import Examples, Views, choose_examples, crop_views, part_boxes
 from .localizers import AndOrGraph, FilterPartDetectors, Localizer, MeanPrior, PatchSVM, Prediction
 from .patterns import FilterPeaks, GraphNodes
 
@@ -84,7 +84,7 @@ def task_from_graph(settings: dict[str, Any], mined: MinedGraph, seed: int = 0, 
     net, graph = mined.performer.net, mined.graph
     train = mined.data.train.positives()
     index = choose_examples(train, part, settings["aog_templates"], seed)
-    pool = feature_maps(net, mined.images.images, graph.layers, device)
+    pool = net_features(net, mined.images.images, graph.layers, device=device)
     test = mined.data.test.positives()
     test = test.subset(test.landmark(part).isfinite().all(1))
     return PartTask(train.categories[0], part, net, graph, train, index,
@@ -104,11 +104,11 @@ def nodes_per_template(settings: dict[str, Any], graph: ExplanatoryGraph) -> int
     return max(1, round(settings["aog_k_fraction"] * pattern_count(graph)[0]))
 
 
-def localizers(settings: dict[str, Any], graph: ExplanatoryGraph, k: int | None = None) -> dict[str, Localizer]:
+def localizers(settings: dict[str, Any], graph: ExplanatoryGraph) -> dict[str, Localizer]:
     """Ours and every baseline of :data:`METHODS`, unfitted, on the graph's layers. Ours retrieves K =
-    ``aog_k_fraction`` of the graph's nodes per template (paper: 0.1, Experiment 3), or ``k`` nodes; the AOG on raw
-    units ``aog_raw_k_fraction`` of the filters; the CNN-PDD-like baseline ``aog_pdd_k`` filters."""
-    k_nodes = k or nodes_per_template(settings, graph)
+    ``aog_k_fraction`` of the graph's nodes per template (paper: 0.1, Experiment 3); the AOG on raw units
+    ``aog_raw_k_fraction`` of the filters; the CNN-PDD-like baseline ``aog_pdd_k`` filters."""
+    k_nodes = nodes_per_template(settings, graph)
     k_filters = max(1, round(settings["aog_raw_k_fraction"] * pattern_count(graph)[1]))
     spread, select, flip = settings["aog_vote_spread"], settings["aog_select_spread"], settings["aog_flip"]
     rule = settings["aog_or_rule"]
@@ -184,7 +184,7 @@ def ablation(task: PartTask, settings: dict[str, Any], seed: int = 0) -> dict[st
         examples = drawn.examples
         parsed = {method: source(examples.views.maps) for method, source in sources.items()}
         for label, (method, _) in ABLATIONS.items():
-            model = models[label].learn(*parsed[method], examples.centres / size, examples.boxes)
+            model = models[label].learn(*parsed[method], examples.centres / size)
             prediction = model.predict_parsed(*test[method], size)
             found[label].append(normalized_distance(prediction.centres.cpu(), task.truth, (size, size)).value)
     return {label: sum(values) / len(values) for label, values in found.items()}

@@ -8,8 +8,9 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from ..aog import AndOrGraph, GraphNodes, PartTask, crop_views, part_boxes
+from ..aog import AndOrGraph, GraphNodes, PartTask, nodes_per_template, part_boxes
 from ..aog.data import annotated
+from ..explanatory_graph import net_features
 from ..metrics import normalized_distance
 from ..viz.aog import and_or_graph, localizations
 from .panel import live_panel
@@ -23,15 +24,13 @@ def aog_explorer(task: PartTask, settings: dict[str, Any], candidates: int = 60)
     pool = torch.cat([task.example_index, others[~torch.isin(others, task.example_index)]])[:candidates]
     arrays = task.train.subset(pool)
     patterns = GraphNodes(task.graph).fit(task.examples.pool)
-    views = crop_views(task.net, arrays.images, task.graph.layers, task.device)
-    parsed = patterns(views.maps)
+    parsed = patterns(net_features(task.net, arrays.images, task.graph.layers, device=task.device))
     test_plain, test_mirrored = patterns(task.test.maps), patterns(task.test.mirrored)
     centres, boxes = arrays.landmark(task.part), part_boxes(arrays, task.part)
     size = task.test.input_size
-    picks = [widgets.IntSlider(i, 0, len(pool) - 1, description=f"crop {t + 1}", continuous_update=False)
-             for t, i in enumerate(range(len(task.examples)))]
-    nodes = parsed[1].shape[1]
-    k = widgets.IntSlider(round(settings["aog_k_fraction"] * nodes), 1, nodes, description="K",
+    picks = [widgets.IntSlider(t, 0, len(pool) - 1, description=f"crop {t + 1}", continuous_update=False)
+             for t in range(len(task.examples))]
+    k = widgets.IntSlider(nodes_per_template(settings, task.graph), 1, parsed[1].shape[1], description="K",
                           continuous_update=False)
     vote = widgets.FloatSlider(settings["aog_vote_spread"], min=0.01, max=0.2, step=0.01, description="vote spread",
                                continuous_update=False)
@@ -43,7 +42,7 @@ def aog_explorer(task: PartTask, settings: dict[str, Any], candidates: int = 60)
     def draw(*_):
         index = torch.tensor([p.value for p in picks])
         model = AndOrGraph(patterns, k.value, vote.value, select.value, rule.value, flip=True)
-        model.learn(parsed[0][index], parsed[1][index], centres[index].to(task.device) / size, boxes[index])
+        model.learn(parsed[0][index], parsed[1][index], centres[index].to(task.device) / size)
         prediction = model.predict_parsed(test_plain, test_mirrored, size)
         result = normalized_distance(prediction.centres.cpu(), task.truth, (size, size), task.boxes)
         with output:
