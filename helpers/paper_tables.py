@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import results_dir
+from .results import markdown_table as layout_table
 from .results import paper_numbers
 
 NOTEBOOKS = ("00_data_and_performers", "01_explanatory_graph", "02_interpretable_cnn", "03_explainer",
@@ -129,10 +130,9 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     def fmt(values: list[Any]) -> str:
         return " → ".join("–" if v is None else f"{v:.3f}" for v in values)
 
-    lines = ["| paper table | quantity | ours | paper | ratio ours | ratio paper |", "|---|---|---|---|---|---|"]
-    for row in rows:
-        ratios = [row.get("ratio_ours"), row.get("ratio_paper")]
-        ratio_text = ["" if "ratio_paper" not in row else ("–" if r is None else f"{r:.2f}") for r in ratios]
-        lines.append(f"| {row['table']} | {row['quantity']} | {fmt(row['ours'])} | {fmt(row['paper'])} | "
-                     f"{ratio_text[0]} | {ratio_text[1]} |")
-    return "\n".join(lines)
+    def ratio(row: dict[str, Any], key: str) -> str:
+        return "" if "ratio_paper" not in row else ("–" if row.get(key) is None else f"{row[key]:.2f}")
+
+    return layout_table(["paper table", "quantity", "ours", "paper", "ratio ours", "ratio paper"],
+                          [[row["table"], row["quantity"], fmt(row["ours"]), fmt(row["paper"]),
+                            ratio(row, "ratio_ours"), ratio(row, "ratio_paper")] for row in rows])

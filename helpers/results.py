@@ -1,4 +1,4 @@
-"""The results file every notebook ends with, its claims, timings and the papers' numbers.
+"""The results file every notebook ends with, its claims, timings and the papers' numbers, and Markdown tables of them.
 
 ``results/<profile>/<notebook>.json`` = {"notebook", "profile", "params", "seed", "dataset", "model", "metrics",
 "paper", "claims": [{"name", "value", "paper_value", "holds"}], "timings_s", "versions"} (written atomically).
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from importlib import metadata
@@ -94,3 +94,10 @@ def write_results(
         "versions": versions(),
     }
     return atomic_write_json(results_dir(profile) / f"{notebook}.json", record)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], digits: int = 4) -> str:
+    """A Markdown table (floats rounded to ``digits``)."""
+    cell = lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])

@@ -12,6 +12,7 @@ from matplotlib.colors import hsv_to_rgb
 
 from ..explanatory_graph import ExplanatoryGraph
 from ..explanatory_graph.analysis import InstabilityRow, PurityRow
+from ..results import markdown_table
 
 SKEW, DEPTH, GAP = 0.45, 0.35, 0.75  # oblique projection of a layer's unit square, vertical gap between layers
 
@@ -149,13 +150,6 @@ def purity_bars(rows: Sequence[PurityRow]) -> plt.Figure:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], digits: int = 4) -> str:
-    """A Markdown table (floats rounded to ``digits``)."""
-    cell = lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
 
 
 def graph_summary(graph: ExplanatoryGraph) -> str:

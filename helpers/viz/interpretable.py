@@ -13,6 +13,7 @@ import torch
 from ..interpretable import BETA, mask_of_template, negative_template, positive_templates, template_tau
 from ..metrics import upsample_to_image
 from ..models.geometry import LayerGeometry
+from ..results import markdown_table
 from .data import PART_COLOURS, part_colour
 
 KIND_COLOURS = {"ordinary": PART_COLOURS[7], "interpretable": PART_COLOURS[1]}
@@ -192,18 +193,11 @@ def comparison_table(values: Mapping[str, Mapping[str, float]], paper: Mapping[s
     if reference is not None:
         row = [reference[c] for c in categories]
         rows.append(["random positions", *row, float(np.mean(row))] + (["–"] if paper is not None else []))
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        lines.append("| " + " | ".join(v if isinstance(v, str) else f"{v:.{digits}f}" for v in row) + " |")
-    return "\n".join(lines)
+    return markdown_table(header, rows, digits)
 
 
 def metric_table(rows: Mapping[str, Mapping[str, float | str]], digits: int = 3) -> str:
     """A Markdown table: one row per name, one column per key of the first row (floats rounded)."""
     header = list(next(iter(rows.values())))
-    lines = ["| | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
-    for name, row in rows.items():
-        cells = [row.get(key, "–") for key in header]
-        lines.append(f"| {name} | " + " | ".join(v if isinstance(v, str) else f"{v:.{digits}f}" for v in cells)
-                     + " |")
-    return "\n".join(lines)
+    return markdown_table(["", *header], [[name, *(row.get(key, "–") for key in header)] for name, row in rows.items()],
+                          digits)

@@ -8,6 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..results import markdown_table
 from .data import save
 
 __all__ = ["claims_markdown", "ratio_bars", "save"]
@@ -20,11 +21,11 @@ def claims_markdown(claims: Sequence[dict[str, Any]]) -> str:
             return "–"
         return f"{value:.3f}" if isinstance(value, float) else str(value)
 
-    lines = ["| notebook | claim | ours | paper | holds |", "|---|---|---|---|---|"]
-    for c in claims:
-        lines.append(f"| {c['notebook']} | {c['name']} | {fmt(c['value'])} | {fmt(c['paper_value'])} | "
-                     f"{'yes' if c['holds'] else '**no**'} |")
-    return "\n".join(lines) if claims else "_no results yet: run the notebooks first_"
+    if not claims:
+        return "_no results yet: run the notebooks first_"
+    rows = [[c["notebook"], c["name"], fmt(c["value"]), fmt(c["paper_value"]), "yes" if c["holds"] else "**no**"]
+            for c in claims]
+    return markdown_table(["notebook", "claim", "ours", "paper", "holds"], rows)
 
 
 def ratio_bars(rows: Sequence[dict[str, Any]]) -> plt.Figure:

@@ -25,7 +25,8 @@ from ..explanatory_graph.analysis import (
     top_units,
 )
 from ..models.geometry import LayerGeometry
-from ..viz.explanatory_graph import markdown_table, node_patches
+from ..results import markdown_table
+from ..viz.explanatory_graph import node_patches
 from .panel import live_panel
 
 
