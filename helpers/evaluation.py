@@ -24,6 +24,8 @@ from .metrics import (
     PartIoU,
     random_position_instability,
 )
+from .metrics.instability import Protocol
+from .metrics.parts import PartProtocol
 from .models.features import FeatureRecorder
 from .models.geometry import LayerGeometry, feature_size, layer_geometry
 from .models.nets import Performer
@@ -55,6 +57,31 @@ class MapSource:
             yield index, self.maps(arrays.float_images(index).to(self.device))
 
 
+@dataclass
+class PrecomputedMaps:
+    """Maps computed already, ``computed`` (N, C, h, w) for the N images they are evaluated on (e.g. the positives),
+    with the layer's ``geometry``: a stand-in for :class:`MapSource` in the metrics below."""
+
+    computed: torch.Tensor
+    geometry: LayerGeometry
+    device: torch.device
+
+    @property
+    def map_size(self) -> tuple[int, int]:
+        return tuple(self.computed.shape[-2:])
+
+    def batches(self, arrays: PartArrays, batch_size: int = 128) -> Iterator[tuple[slice, torch.Tensor]]:
+        """(index range, maps on the device) for consecutive batches; ``arrays`` are the images of the maps."""
+        if len(arrays) != len(self.computed):
+            raise ValueError(f"maps of {len(self.computed)} images for {len(arrays)} images")
+        for start in range(0, len(arrays), batch_size):
+            index = slice(start, min(start + batch_size, len(arrays)))
+            yield index, self.computed[index].to(self.device)
+
+
+AnyMapSource = MapSource | PrecomputedMaps  # what the metrics below stream maps from
+
+
 def named_layer(net: Performer, layer: str, device: str | torch.device = "auto") -> MapSource:
     """The output of ``net``'s module ``layer`` (a conv name means its rectified output: ``net.relu_of``)."""
     device = get_device(device)
@@ -70,16 +97,19 @@ def named_layer(net: Performer, layer: str, device: str | torch.device = "auto")
     return MapSource(maps, layer_geometry(net.features, name), size, device)
 
 
-def instability(source: MapSource, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
-                batch_size: int = 128) -> InstabilityResult:
-    """Location instability (ICNN Sec. 5.2.2 protocol) of every channel of ``source`` on the positives of ``arrays``."""
+def instability(source: AnyMapSource, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
+                batch_size: int = 128, protocol: Protocol = "single", categories: torch.Tensor | None = None,
+                num_categories: int = 1) -> InstabilityResult:
+    """Location instability (ICNN Sec. 5.2.2 protocol) of every channel of ``source`` on the positives of ``arrays``.
+    Multi-category ``protocol``s need each positive's category index (``categories``, among ``num_categories``)."""
     positives = arrays.positives()
     points, counts = positives.select_landmarks(landmarks)
-    accumulator = LocationInstability(positives.image_size, top_k=top_k)
+    accumulator = LocationInstability(positives.image_size, top_k=top_k, num_categories=num_categories)
     for index, maps in source.batches(positives, batch_size):
         accumulator.update_maps(maps, source.geometry, points[index].to(maps.device),
+                                categories=None if categories is None else categories[index].to(maps.device),
                                 counts=counts[index].to(maps.device))
-    return accumulator.result()
+    return accumulator.result(protocol)
 
 
 def layer_instability(net: Performer, conv: str, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
@@ -88,14 +118,16 @@ def layer_instability(net: Performer, conv: str, arrays: PartArrays, landmarks: 
     return instability(named_layer(net, conv, device), arrays, landmarks, top_k, batch_size)
 
 
-def random_reference_instability(source: MapSource, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
-                                 seed: int = 0) -> InstabilityResult:
+def random_reference_instability(source: AnyMapSource, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
+                                 seed: int = 0, protocol: Protocol = "single", categories: torch.Tensor | None = None,
+                                 num_categories: int = 1) -> InstabilityResult:
     """The instability that uniformly random unit positions of the layer give on the same images and landmarks
-    (the reference the papers' ordinary nets sit close to)."""
+    (the reference the papers' ordinary nets sit close to), under the same protocol as :func:`instability`."""
     positives = arrays.positives()
     points, counts = positives.select_landmarks(landmarks)
     return random_position_instability(points, positives.image_size, source.geometry, source.map_size, top_k=top_k,
-                                       counts=counts, seed=seed)
+                                       counts=counts, categories=categories, num_categories=num_categories,
+                                       protocol=protocol, seed=seed)
 
 
 def part_groups(arrays: PartArrays) -> dict[str, tuple[str, ...]]:
@@ -107,26 +139,33 @@ def part_groups(arrays: PartArrays) -> dict[str, tuple[str, ...]]:
     return groups
 
 
-def _part_accumulator(source: MapSource, arrays: PartArrays, groups: Mapping[str, Sequence[str]],
-                      batch_size: int) -> tuple[PartIoU, tuple[str, ...]]:
+def _part_accumulator(source: AnyMapSource, arrays: PartArrays, groups: Mapping[str, Sequence[str]],
+                      batch_size: int, categories: torch.Tensor | None = None, num_categories: int = 1,
+                      rf_radius: float | None = None) -> tuple[PartIoU, tuple[str, ...]]:
     """Two passes over the positives: per-channel 99.5th-percentile thresholds, then IoUs with the part groups."""
     positives = arrays.positives()
     names, labels = positives.merged_part_labels(groups)
     threshold = ActivationThreshold(len(positives))
     for _, maps in source.batches(positives, batch_size):
         threshold.update(maps)
-    accumulator = PartIoU(threshold.result(), len(names), geometry=source.geometry)
+    accumulator = PartIoU(threshold.result(), len(names), geometry=source.geometry, num_categories=num_categories,
+                          rf_radius=rf_radius)
     for index, maps in source.batches(positives, batch_size):
-        accumulator.update(maps, labels[index].to(maps.device))
+        accumulator.update(maps, labels[index].to(maps.device),
+                           None if categories is None else categories[index].to(maps.device))
     return accumulator, names
 
 
-def part_interpretability(source: MapSource, arrays: PartArrays, groups: Mapping[str, Sequence[str]] | None = None,
-                          batch_size: int = 128) -> tuple[PartInterpretabilityResult, tuple[str, ...]]:
+def part_interpretability(source: AnyMapSource, arrays: PartArrays, groups: Mapping[str, Sequence[str]] | None = None,
+                          batch_size: int = 128, protocol: PartProtocol = "single",
+                          categories: torch.Tensor | None = None, num_categories: int = 1,
+                          rf_radius: float | None = None) -> tuple[PartInterpretabilityResult, tuple[str, ...]]:
     """Part interpretability (ICNN Sec. 5.2.1) of every channel against the merged part groups (default: the ICNN
-    paper's groups for the categories present); returns the result and the group names (``best_part`` indexes)."""
-    accumulator, names = _part_accumulator(source, arrays, groups or part_groups(arrays), batch_size)
-    return accumulator.interpretability("single"), names
+    paper's groups for the categories present); returns the result and the group names (``best_part`` indexes).
+    ``assigned_category`` needs each positive's category (``categories``); ``rf_radius``: round-RF regions."""
+    accumulator, names = _part_accumulator(source, arrays, groups or part_groups(arrays), batch_size, categories,
+                                           num_categories, rf_radius)
+    return accumulator.interpretability(protocol), names
 
 
 def dissection(source: MapSource, arrays: PartArrays, groups: Mapping[str, Sequence[str]] | None = None,

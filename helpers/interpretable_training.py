@@ -33,7 +33,7 @@ from torch import nn
 
 from .config import check_choice, get_device
 from .data.arrays import PartArrays
-from .evaluation import part_groups
+from .evaluation import PrecomputedMaps, instability, part_interpretability, random_reference_instability
 from .interpretable import (
     MU_MODES,
     FilterLossConfig,
@@ -42,14 +42,7 @@ from .interpretable import (
     make_interpretable,
     set_loss_epoch,
 )
-from .metrics import (
-    RF_RADIUS_STRIDES,
-    ActivationThreshold,
-    LocationInstability,
-    PartIoU,
-    peak_positions,
-    random_position_instability,
-)
+from .metrics import RF_RADIUS_STRIDES, PartInterpretabilityResult, peak_positions
 from .models.geometry import LayerGeometry, feature_size, layer_geometry
 from .models.nets import Performer, build_performer
 from .models.performers import SplitData, multi_category_performer, single_category_performer
@@ -276,52 +269,6 @@ def _category_index(arrays: PartArrays) -> tuple[torch.Tensor, int]:
     return torch.tensor([names.index(c) for c in arrays.categories], dtype=torch.long), len(names)
 
 
-def _chunks(maps: torch.Tensor, device: torch.device, size: int = 128):
-    """(index range, maps on ``device``) for consecutive chunks of ``maps``."""
-    for start in range(0, len(maps), size):
-        index = slice(start, min(start + size, len(maps)))
-        yield index, maps[index].to(device)
-
-
-def _instability(maps: torch.Tensor, geometry: LayerGeometry, positives: PartArrays, landmarks: Sequence[str],
-                 protocol: str, device: torch.device):
-    """Location instability (Sec. 5.2.2) of every filter; multi-category: the ``min_category`` protocol."""
-    points, counts = positives.select_landmarks(landmarks)
-    categories, num_categories = _category_index(positives)
-    accumulator = LocationInstability(positives.image_size, top_k=TOP_K, num_categories=num_categories)
-    for index, chunk in _chunks(maps, device):
-        accumulator.update_maps(chunk, geometry, points[index].to(device), categories=categories[index].to(device),
-                                counts=counts[index].to(device))
-    return accumulator.result(protocol)
-
-
-def _reference(map_size: tuple[int, int], geometry: LayerGeometry, positives: PartArrays, landmarks: Sequence[str],
-               protocol: str, seed: int):
-    """The instability that uniformly random unit positions give on the same images, landmarks and protocol."""
-    points, counts = positives.select_landmarks(landmarks)
-    categories, num_categories = _category_index(positives)
-    return random_position_instability(points, positives.image_size, geometry, map_size, top_k=TOP_K, counts=counts,
-                                       categories=categories, num_categories=num_categories, protocol=protocol,
-                                       seed=seed)
-
-
-def _interpretability(maps: torch.Tensor, geometry: LayerGeometry, positives: PartArrays, protocol: str,
-                      device: torch.device):
-    """Part interpretability (Sec. 5.2.1) against the paper's merged part groups, with a round RF per valid
-    activation (footnote 6; radius ``RF_RADIUS_STRIDES`` strides); multi-category: each filter on the images of the
-    category that activates it most (``assigned_category``)."""
-    names, labels = positives.merged_part_labels(part_groups(positives))
-    categories, num_categories = _category_index(positives)
-    threshold = ActivationThreshold(len(positives))
-    for _, chunk in _chunks(maps, device):
-        threshold.update(chunk)
-    accumulator = PartIoU(threshold.result(), len(names), geometry=geometry, num_categories=num_categories,
-                          rf_radius=RF_RADIUS_STRIDES * geometry.stride)
-    for index, chunk in _chunks(maps, device):
-        accumulator.update(chunk, labels[index].to(device), categories[index].to(device))
-    return accumulator.interpretability(protocol), names
-
-
 def _forward(net: Performer, arrays: PartArrays, device: torch.device
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One pass over ``arrays``: logits (N, K) and, for the positives, the top layer's maps after ReLU and the masks
@@ -345,17 +292,24 @@ def evaluate(net: Performer, test: PartArrays, landmarks: Sequence[str], device:
     (``assigned_category`` for interpretability, ``min_category`` for instability)."""
     device = get_device(device)
     logits, x, mask = _forward(net, test, device)
-    maps = x * mask
     geometry = layer_geometry(net.features, evaluated_layer(net))
     positives = test.positives()
+    masked = PrecomputedMaps(x * mask, geometry, device)
+    categories, num_categories = _category_index(positives)
+    by_category = {"categories": categories, "num_categories": num_categories}
     multi = net.num_outputs > 1
     protocol = "min_category" if multi else "single"
-    stability = _instability(maps, geometry, positives, landmarks, protocol, device)
-    reference = _reference(tuple(maps.shape[-2:]), geometry, positives, landmarks, protocol, seed)
-    part_protocol = "assigned_category" if multi else "single"
-    parts, names = _interpretability(maps, geometry, positives, part_protocol, device)
-    unmasked = parts if bool((mask == 1).all()) else _interpretability(x, geometry, positives, part_protocol,
-                                                                       device)[0]
+    stability = instability(masked, positives, landmarks, TOP_K, protocol=protocol, **by_category)
+    reference = random_reference_instability(masked, positives, landmarks, TOP_K, seed, protocol, **by_category)
+
+    def parts_of(source: PrecomputedMaps) -> tuple[PartInterpretabilityResult, tuple[str, ...]]:
+        """Sec. 5.2.1 against the paper's merged part groups, a round RF per valid activation (footnote 6);
+        multi-category: each filter on the images of the category that activates it most."""
+        return part_interpretability(source, positives, protocol="assigned_category" if multi else "single",
+                                     rf_radius=RF_RADIUS_STRIDES * geometry.stride, **by_category)
+
+    parts, names = parts_of(masked)
+    unmasked = parts if bool((mask == 1).all()) else parts_of(PrecomputedMaps(x, geometry, device))[0]
     correct = correct_predictions(logits, test.labels, test.is_negative).float().mean()
     return Evaluation(float(correct), stability.value, reference.value, parts.value, unmasked.value,
                       stability.per_unit.float().cpu(), parts.per_filter.float().cpu(), parts.best_part.cpu(), names)

@@ -1,11 +1,14 @@
 import math
 
+import pytest
 import torch
 
 from helpers.data.arrays import materialize
 from helpers.data.synthetic import single_category
 from helpers.evaluation import (
+    PrecomputedMaps,
     dissection,
+    instability,
     layer_instability,
     named_layer,
     part_interpretability,
@@ -65,3 +68,20 @@ def test_streamed_part_metrics_equal_the_one_shot_metrics():
     streamed_iou, _ = dissection(source, arrays, batch_size=5)
     direct_iou = network_dissection(maps, labels, 4, geometry=source.geometry)
     assert torch.allclose(streamed_iou.iou, direct_iou.iou)
+
+
+def test_precomputed_maps_give_the_streamed_metrics_and_check_their_length():
+    torch.manual_seed(0)
+    net = small_vgg(1, input_size=32, widths=(4, 8), convs_per_block=(1, 1), fc_dim=8)
+    arrays = materialize(single_category("dog", "test", 11, 4, 32, seed=0), workers=1)
+    landmarks = ("head", "neck", "torso")
+    source = named_layer(net, "conv2_1", "cpu")
+    positives = arrays.positives()
+    stored = PrecomputedMaps(torch.cat([maps for _, maps in source.batches(positives)]), source.geometry,
+                             torch.device("cpu"))
+    assert stored.map_size == source.map_size
+    for metric in (lambda s: instability(s, arrays, landmarks, top_k=5, batch_size=3).per_unit,
+                   lambda s: part_interpretability(s, arrays, batch_size=4, rf_radius=4.0)[0].probability):
+        torch.testing.assert_close(metric(stored), metric(source), equal_nan=True)
+    with pytest.raises(ValueError, match="maps of 11 images for 15 images"):
+        next(stored.batches(arrays))

@@ -17,8 +17,6 @@ from typing import Any
 from .analysis import (
     LayerComparison,
     PartContribution,
-    assigned_instability,
-    assigned_random_reference,
     classification_error,
     compare_layers,
     fixed_position_instability,
@@ -108,8 +106,6 @@ __all__ = [
     "PartContribution",
     "PartMask",
     "PerformerFeatures",
-    "assigned_instability",
-    "assigned_random_reference",
     "attachment",
     "classification_error",
     "compare_layers",

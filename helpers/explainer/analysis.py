@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..config import get_device
 from ..data.arrays import PartArrays
 from ..evaluation import MapSource, instability, named_layer, part_groups, random_reference_instability
-from ..metrics import InstabilityResult, LocationInstability, location_instability, random_position_instability
+from ..metrics import InstabilityResult, location_instability
 from ..models.features import FeatureRecorder
 from ..models.nets import Performer
 from ..models.training import accuracy
@@ -37,31 +37,6 @@ def performer_sources(net: Performer, model: ExplainedPerformer, device: str | t
     return {"input layer": named_layer(net, model.where.input_layer, device),
             "top conv": named_layer(net, model.where.top_conv, device),
             "explainer": interpretable_source(model, device)}
-
-
-def assigned_instability(source: MapSource, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
-                         batch_size: int = 128) -> InstabilityResult:
-    """Multi-category location instability, explainer protocol (Sec. 4): each filter is assigned the category whose
-    images activate it most (mean summed response) and evaluated on that category's images and landmarks."""
-    positives = arrays.positives()
-    points, counts = positives.select_landmarks(landmarks)
-    accumulator = LocationInstability(positives.image_size, top_k, num_categories=len(positives.classes))
-    for index, maps in source.batches(positives, batch_size):
-        accumulator.update_maps(maps, source.geometry, points[index].to(maps.device),
-                                categories=positives.labels[index].to(maps.device),
-                                counts=counts[index].to(maps.device))
-    return accumulator.result(protocol="assigned_category")
-
-
-def assigned_random_reference(source: MapSource, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
-                              seed: int = 0) -> InstabilityResult:
-    """The assigned-category protocol for uniformly random unit positions of ``source``'s map (the reference)."""
-    positives = arrays.positives()
-    points, counts = positives.select_landmarks(landmarks)
-    return random_position_instability(points, positives.image_size, source.geometry, source.map_size, top_k=top_k,
-                                       counts=counts, categories=positives.labels,
-                                       num_categories=len(positives.classes), protocol="assigned_category",
-                                       seed=seed)
 
 
 def fixed_position_instability(source: MapSource, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,
@@ -98,15 +73,19 @@ def compare_layers(net: Performer, model: ExplainedPerformer, arrays: PartArrays
     single-category performers with the ICNN protocol (all the category's images), multi-category ones with the
     explainer paper's assigned-category protocol (Sec. 4)."""
     sources = performer_sources(net, model, device)
-    if net.num_outputs > 1:
-        results = {name: assigned_instability(source, arrays, landmarks) for name, source in sources.items()}
-        reference = assigned_random_reference(sources["explainer"], arrays, landmarks, seed=seed).value
-        return LayerComparison(results, {"random positions": reference}, sources, "assigned_category")
-    results = {name: instability(source, arrays, landmarks) for name, source in sources.items()}
+    positives = arrays.positives()
+    multi = net.num_outputs > 1
+    protocol = "assigned_category" if multi else "single"
+    # the explainer protocol (Sec. 4): each filter assigned the category whose images activate it most
+    by_category = {"categories": positives.labels, "num_categories": len(positives.classes)} if multi else {}
+    results = {name: instability(source, arrays, landmarks, protocol=protocol, **by_category)
+               for name, source in sources.items()}
     references = {"random positions": random_reference_instability(sources["explainer"], arrays, landmarks,
-                                                                   seed=seed).value,
-                  "fixed position": fixed_position_instability(sources["explainer"], arrays, landmarks, seed=seed)}
-    return LayerComparison(results, references, sources, "single")
+                                                                   seed=seed, protocol=protocol,
+                                                                   **by_category).value}
+    if not multi:
+        references["fixed position"] = fixed_position_instability(sources["explainer"], arrays, landmarks, seed=seed)
+    return LayerComparison(results, references, sources, protocol)
 
 
 def classification_error(model: torch.nn.Module, arrays: PartArrays, device: str | torch.device = "auto") -> float:

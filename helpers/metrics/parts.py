@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import torch
@@ -117,9 +118,11 @@ def upsample_to_image(maps: Tensor, size: tuple[int, int], geometry: LayerGeomet
     return rows @ maps @ cols.T
 
 
+@lru_cache(maxsize=8)
 def round_rf_matrix(map_size: tuple[int, int], size: tuple[int, int], geometry: LayerGeometry, radius: float,
                     device: torch.device | str = "cpu") -> Tensor:
-    """(h w, H W) 0/1 matrix: pixel p lies within ``radius`` of unit u's receptive-field centre (ICNN footnote 6)."""
+    """(h w, H W) 0/1 matrix: pixel p lies within ``radius`` of unit u's receptive-field centre (ICNN footnote 6).
+    Cached: every batch and channel chunk of a layer reuses it (do not modify it in place)."""
     units = geometry.grid(*map_size, device=device).double()  # (hw, 2)
     ys, xs = torch.meshgrid(torch.arange(size[0], device=device, dtype=torch.float64),
                             torch.arange(size[1], device=device, dtype=torch.float64), indexing="ij")
