@@ -501,7 +501,7 @@ def _next_conv_name(layer: str) -> str:
     return f"{match[1]}{int(match[2]) + 1}" if match else f"{layer}_2"
 
 
-def _sibling(conv: str, kind: str) -> str:
+def sibling_name(conv: str, kind: str) -> str:
     """Name of a layer of ``conv``'s block: conv4_3 -> relu4_3 / bn4_3 / mask4_3; other names get a suffix."""
     return kind + conv[4:] if conv.startswith("conv") else f"{conv}_{kind}"
 
@@ -516,8 +516,8 @@ def _new_block(name: str, channels: int, batch_norm: bool, seed: int, like: nn.C
         conv.bias.zero_()
     block = [(name, conv.to(like.weight.dtype))]
     if batch_norm:
-        block.append((_sibling(name, "bn"), nn.BatchNorm2d(channels).to(like.weight.device, like.weight.dtype)))
-    return block + [(_sibling(name, "relu"), nn.ReLU())]
+        block.append((sibling_name(name, "bn"), nn.BatchNorm2d(channels).to(like.weight.device, like.weight.dtype)))
+    return block + [(sibling_name(name, "relu"), nn.ReLU())]
 
 
 def make_interpretable(net: Performer, layer: str | None = None, masks: bool = True, loss: bool = True,
@@ -543,7 +543,7 @@ def make_interpretable(net: Performer, layer: str | None = None, masks: bool = T
     between = names[names.index(layer) + 1 : names.index(relu)]
     batch_norm = any(isinstance(net.features._modules[name], nn.BatchNorm2d) for name in between)
     block = _new_block(new, conv.out_channels, batch_norm, seed, conv)
-    masks_at = {relu: _sibling(layer, "mask"), block[-1][0]: _sibling(new, "mask")}
+    masks_at = {relu: sibling_name(layer, "mask"), block[-1][0]: sibling_name(new, "mask")}
     clashes = {name for name, _ in block} | set(masks_at.values())
     if clashes & set(net.layer_names()):
         raise ValueError(f"layer names {sorted(clashes & set(net.layer_names()))} already exist; pass new_layer=")

@@ -35,12 +35,12 @@ from .config import check_choice, get_device
 from .data.arrays import PartArrays
 from .evaluation import PrecomputedMaps, instability, part_interpretability, random_reference_instability
 from .interpretable import (
-    MU_MODES,
     FilterLossConfig,
     filter_loss,
     interpretable_layers,
     make_interpretable,
     set_loss_epoch,
+    sibling_name,
 )
 from .metrics import RF_RADIUS_STRIDES, PartInterpretabilityResult, peak_positions
 from .models.geometry import LayerGeometry, feature_size, layer_geometry
@@ -83,7 +83,6 @@ def start_net(performer: Performer, kind: str, settings: dict[str, Any], seed: i
     """A copy of ``performer`` with the interpretable structure of Sec. 5 (``kind="interpretable"``) or the
     identical ordinary one (no masks, no filter loss); both get the same new conv layer and head from ``seed``."""
     check_choice("kind", kind, KINDS)
-    check_choice("mu", settings["icnn_mu"], MU_MODES)
     interpretable = kind == "interpretable"
     net = make_interpretable(copy.deepcopy(performer), masks=interpretable, loss=interpretable,
                              mu=settings["icnn_mu"], config=loss_config(settings), seed=seed)
@@ -167,7 +166,7 @@ def multi_category_pair(settings: dict[str, Any], seed: int = 0, device: str | t
 def evaluated_layer(net: Performer) -> str:
     """The layer the tables evaluate: the output of the top conv layer's mask (after ReLU and mask, Sec. 5.2.1;
     the identity in the ordinary net)."""
-    return next(reversed(interpretable_layers(net).values())).conv.replace("conv", "mask", 1)
+    return sibling_name(next(reversed(interpretable_layers(net).values())).conv, "mask")
 
 
 class LayerMaps(NamedTuple):

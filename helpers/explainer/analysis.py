@@ -209,7 +209,7 @@ def initialisation_gaps(net: Performer, images: torch.Tensor, device: str | torc
     explainer = Explainer.from_performer(net, **options).to(device).eval()
     where = attachment(net)
     top = where.batch_norm or where.top_conv
-    pooled = where.pools[-1] if where.pools else where.top_relu
+    pooled = where.pooled
     with FeatureRecorder(net, [where.input_layer, top, pooled, "fc6", "fc7"]) as recorder:
         net(images.to(device))
     out = recorder.outputs

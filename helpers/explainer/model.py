@@ -204,6 +204,11 @@ class Attachment:
     pools: tuple[str, ...]
     head: tuple[str, ...]  # classifier modules after relu7 (dropout, fc8): the performer's classifier
 
+    @property
+    def pooled(self) -> str:
+        """The layer whose output fc6 reads: the last pooling after the top conv (its ReLU if there is none)."""
+        return self.pools[-1] if self.pools else self.top_relu
+
 
 def attachment(net: Performer, top_conv: str | None = None) -> Attachment:
     """Layer names of the explainer's attachment to ``net`` (Sec. 4, "Experimental details")."""

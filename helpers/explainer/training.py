@@ -32,7 +32,7 @@ from ..io import atomic_torch_save, config_hash, load_torch_cache
 from ..models.features import FeatureRecorder
 from ..models.nets import Performer
 from ..models.training import LOSSES, classification_loss
-from .model import Encoding, ExplainedPerformer, Explainer, attachment
+from .model import ExplainedPerformer, Explainer, attachment
 
 EXPLAINER_VERSION = 3  # bump when the model or the loop changes in a way that makes cached explainers stale
 
@@ -123,7 +123,7 @@ def performer_features(net: Performer, images: torch.Tensor, flip: bool = True, 
     net.eval().to(device)
     where = attachment(net)
     names = {"inputs": where.input_layer, "fc6": "fc6", "fc7": "fc7",
-             "energy": where.pools[-1] if where.pools else where.top_relu}
+             "energy": where.pooled}
     keys = (*names, "logits")
     chunks: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
     for mirrored in (False, True)[: 1 + flip]:
@@ -177,7 +177,8 @@ def relative_error(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 # ----------------------------------------------------------------------------------------------------------------
 # The training loop shared by the distillation and Explainer+cls
 
-TaskLoss = Callable[[Encoding, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict]]
+# (fc6, fc7, sample index, flip) -> (task loss, logs)
+TaskLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict]]
 
 
 def _optimizer(explainer: Explainer, extra: Iterable[nn.Parameter], settings: DistillSettings, steps: int
@@ -214,7 +215,7 @@ def _run_epochs(model: ExplainedPerformer, features: PerformerFeatures, settings
             flags = {k: v.to(device) for k, v in predicted_flags(features.logits[flip, index]).items()}
             encoding = explainer.encode(x, update=flags["positive"] if single else None)
             fc6, fc7 = explainer.decode(encoding.x_enc)
-            task_loss, logs = task(encoding, fc6, fc7, index, flip)
+            task_loss, logs = task(fc6, fc7, index, flip)
             filter_loss = explainer.filter_loss(**flags)
             loss = task_loss - settings.eta * encoding.p.log() + filter_loss
             optimizer.zero_grad(set_to_none=True)
@@ -249,7 +250,7 @@ def distill(net: Performer, images: PartArrays | torch.Tensor, settings: Distill
     model = ExplainedPerformer(net, explainer).to(device)
     weights = reconstruction_weights(features, settings.recon_scale)
 
-    def task(_encoding: Encoding, fc6: torch.Tensor, fc7: torch.Tensor, index: torch.Tensor, flip: torch.Tensor
+    def task(fc6: torch.Tensor, fc7: torch.Tensor, index: torch.Tensor, flip: torch.Tensor
              ) -> tuple[torch.Tensor, dict]:
         target6, target7 = features.fc6[flip, index].to(device), features.fc7[flip, index].to(device)
         error = relative_error(fc7.detach(), target7).mean().item()
@@ -276,7 +277,7 @@ def fine_tune_with_labels(run: ExplainerRun, net: Performer, arrays: PartArrays,
     features = performer_features(net, arrays.images, settings.flip, device=device)
     labels, negative = arrays.labels.to(device), arrays.is_negative.to(device)
 
-    def task(_encoding: Encoding, _fc6: torch.Tensor, fc7: torch.Tensor, index: torch.Tensor, _flip: torch.Tensor
+    def task(_fc6: torch.Tensor, fc7: torch.Tensor, index: torch.Tensor, _flip: torch.Tensor
              ) -> tuple[torch.Tensor, dict]:
         index = index.to(device)
         return classification_loss(model.head(F.relu(fc7)), labels[index], negative[index], loss), {}

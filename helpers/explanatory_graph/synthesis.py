@@ -13,8 +13,8 @@ import torch.nn.functional as nnf
 from torch import Tensor, nn
 
 from ..config import cache_dir, get_device, progress
+from ..evaluation import named_layer
 from ..io import atomic_torch_save, config_hash, load_torch_cache
-from ..models.features import FeatureRecorder
 from ..models.performers import performer_settings
 from .analysis import pattern_mask, random_mask_like
 from .miner import cpu_threads
@@ -40,14 +40,6 @@ class Inverter(nn.Module):
 
     def forward(self, maps: Tensor) -> Tensor:
         return self.body(maps)
-
-
-def layer_maps(net: nn.Module, layer: str, images: Tensor) -> Tensor:
-    """The rectified maps of conv ``layer`` for a batch of float images (on the net's device), without gradients."""
-    name = net.relu_of(layer)
-    with torch.no_grad(), FeatureRecorder(net, [name]) as recorder:
-        net(images)
-    return recorder.outputs[name]
 
 
 def train_inverter(inverter: Inverter, net: nn.Module, layer: str, images: Tensor, epochs: int,
@@ -76,7 +68,7 @@ def sparsify(maps: Tensor, sparsest: float, generator: torch.Generator) -> Tenso
 def _train(inverter: Inverter, net: nn.Module, layer: str, images: Tensor, epochs: int, batch_size: int,
            lr: float, seed: int, device: torch.device, sparsest: float | None) -> list[float]:
     """The training loop of :func:`train_inverter`."""
-    net.eval().to(device)
+    layer_maps = named_layer(net, layer, device).maps  # the rectified maps of conv ``layer``
     inverter.train().to(device)
     optimiser = torch.optim.Adam(inverter.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
@@ -85,7 +77,8 @@ def _train(inverter: Inverter, net: nn.Module, layer: str, images: Tensor, epoch
         total = 0.0
         for index in torch.randperm(len(images), generator=generator).split(batch_size):
             batch = images[index].to(device).float() / 255
-            maps = layer_maps(net, layer, batch)
+            with torch.no_grad():
+                maps = layer_maps(batch)
             loss = nnf.mse_loss(inverter(maps if sparsest is None else sparsify(maps, sparsest, generator)), batch)
             optimiser.zero_grad()
             loss.backward()
