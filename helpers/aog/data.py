@@ -13,16 +13,14 @@ import torch
 from torch import Tensor, nn
 
 from ..data.arrays import PartArrays
-from ..explanatory_graph import net_features
+from ..explanatory_graph import analysis
 
 
 @dataclass
-class Views:
+class Views(analysis.Views):
     """The performer's rectified maps ``{conv layer: (n, C, h, w)}`` of n object crops (``maps``) and of their
     horizontal mirror images (``mirrored``), for the flip of the AOG's inference; crops are ``input_size`` square."""
 
-    maps: dict[str, Tensor]
-    mirrored: dict[str, Tensor]
     input_size: int
 
     def __len__(self) -> int:
@@ -42,8 +40,8 @@ def crop_views(net: nn.Module, images: Tensor, layers: Sequence[str], device: st
                batch_size: int = 64) -> Views:
     """:class:`Views` of object crops (uint8 or float (n, 3, H, W)): the performer run on the crops and on their
     mirror images, maps kept on ``device``."""
-    return Views(net_features(net, images, layers, batch_size, device),
-                 net_features(net, images, layers, batch_size, device, mirror=True), int(images.shape[-1]))
+    both = analysis.views(net, images, layers, device, batch_size)
+    return Views(both.maps, both.mirrored, int(images.shape[-1]))
 
 
 def mirror_points(points: Tensor, size: int) -> Tensor:
