@@ -444,24 +444,32 @@ class InterpretableMask(nn.Module):
         momentum = self.filter_loss.config.momentum
         self.categories = FilterCategories(channels, num_categories, momentum) if num_categories else None
         self.feature_map: torch.Tensor | None = None
-        self.mu: torch.Tensor | None = None
+        self._mu: torch.Tensor | None = None
         self._tapped = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = select_mu(x, self.mu_mode)
-        self.feature_map, self.mu = x.detach(), mu
+        self.feature_map = x.detach()
         self._tapped = self.use_loss and self.training and torch.is_grad_enabled()
+        # mu only where the mask or the loss uses it (the ordinary net's layer passes x on untouched)
+        self._mu = select_mu(x, self.mu_mode) if self.use_masks or self._tapped else None
         if self._tapped:
-            x = self.filter_loss.tap(x, mu)
+            x = self.filter_loss.tap(x, self._mu)
         else:
             self.filter_loss.forget()
-        return apply_mask(x, mu) if self.use_masks else x
+        return apply_mask(x, self._mu) if self.use_masks else x
+
+    @property
+    def mu(self) -> torch.Tensor:
+        """(N, C, 2) part position mu_hat of every map of the last forward pass."""
+        if self.feature_map is None:
+            raise RuntimeError(f"layer {self.conv!r} has not run a forward pass yet")
+        if self._mu is None:
+            self._mu = select_mu(self.feature_map, self.mu_mode)
+        return self._mu
 
     @property
     def mask(self) -> torch.Tensor:
         """(N, C, h, w) mask max(T_mu_hat / tau, 0) of the last forward pass (Fig. 4)."""
-        if self.mu is None:
-            raise RuntimeError(f"layer {self.conv!r} has not run a forward pass yet")
         return part_mask(self.mu, *self.feature_map.shape[-2:])
 
     def positive_flags(self, positive: torch.Tensor | None = None, labels: torch.Tensor | None = None
