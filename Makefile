@@ -26,7 +26,7 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check helpers tests benchmarks notebooks
 	$(BIN)/python -m pytest -q -n 2 tests
-	HELPERS_PROFILE=smoke $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks
+	HELPERS_PROFILE=smoke HELPERS_STATIC_WIDGETS=1 $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env notebooks
 
 # Every notebook at $(PROFILE) (default: teach) through the batch runner: notebook 00 first, 05 (the paper tables)
 # last; results to results/$(PROFILE)/, figures to figures/, executed notebooks to results/$(PROFILE)/runs/ and an
@@ -41,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --profile $(PROFILE)
 
 clean-results:
-	rm -rf results figures/*.png
+	rm -rf results figures/smoke figures/teach figures/paper

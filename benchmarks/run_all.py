@@ -44,14 +44,14 @@ def run_notebooks(profile: str) -> dict[str, dict]:
     """Each notebook at ``profile`` from empty caches, in order (later notebooks reuse what 00 trained)."""
     found = {}
     with tempfile.TemporaryDirectory() as scratch:
-        env = {**os.environ, "HELPERS_PROFILE": profile, "HELPERS_QUIET": "1",
+        env = {**os.environ, "HELPERS_PROFILE": profile, "HELPERS_QUIET": "1", "HELPERS_STATIC_WIDGETS": "1",
                "HELPERS_DATA_DIR": str(Path(scratch) / "data"), "HELPERS_RESULTS_DIR": str(Path(scratch) / "results"),
                "HELPERS_FIGURES_DIR": str(Path(scratch) / "figures")}
         for stem in notebook_stems():
             start = time.perf_counter()
-            done = subprocess.run([sys.executable, "-c", MEASURE, sys.executable, "-m", "papermill",
-                                   f"notebooks/{stem}.ipynb", str(Path(scratch) / f"{stem}.ipynb"), "--cwd",
-                                   "notebooks", "-k", "python3"],
+            done = subprocess.run([sys.executable, "-c", MEASURE, sys.executable, "-m", "helpers.execution",
+                                   f"notebooks/{stem}.ipynb", str(Path(scratch) / f"{stem}.ipynb"), "--profile",
+                                   profile],
                                   capture_output=True, text=True, cwd=PROJECT_ROOT, env=env)
             peak_kib = int(done.stdout.split()[-1]) if done.stdout.split() else 0
             found[stem] = {"seconds": time.perf_counter() - start, "returncode": done.returncode,

@@ -25,6 +25,8 @@ import argparse
 import itertools
 import json
 import os
+import shutil
+import socket
 import sys
 import time
 import traceback
@@ -36,8 +38,9 @@ from typing import Any
 
 import yaml
 
-from .config import PROFILES, PROJECT_ROOT, check_choice
-from .io import atomic_write_json, config_hash
+from . import parameters as knobs
+from .config import PROFILES, PROJECT_ROOT, check_choice, figures_dir
+from .io import atomic_copy, atomic_write_json, config_hash
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 FIRST_STAGE = "00"  # trains the performers every other notebook loads: its runs complete before any other starts
@@ -105,10 +108,45 @@ def parse_grid(data: dict[str, Any], profile: str | None = None, notebook_dir: P
             raise ValueError(f"each entry of 'runs' needs a 'notebook' key, got {entry!r}")
         for stem in _resolve_notebooks(entry["notebook"], available):
             runs.append(Run(stem, dict(entry.get("parameters") or {})))
+    runs = _checked_runs(runs, notebook_dir, explicit=len(data.get("runs") or []))
     unique = list({run.run_id: run for run in runs}.values())
     if not unique:
         raise ValueError("the grid has no runs")
     return Grid(profile, unique, notebook_dir)
+
+
+def declared_parameters(notebook: Path) -> list[str]:
+    """The names the notebook's ``parameters`` cell declares (as papermill reads them)."""
+    from papermill import inspect_notebook
+
+    return list(inspect_notebook(str(notebook)))
+
+
+def _checked_runs(runs: list[Run], notebook_dir: Path, explicit: int) -> list[Run]:
+    """Every run's parameters checked against its notebook: a name of the ``parameters:`` product is passed to the
+    notebooks that declare it and must be declared by one of them; a name of an explicit run (the last ``explicit``
+    runs) must be declared by its notebook. Values are checked by :mod:`helpers.parameters`."""
+    declared = {run.notebook: declared_parameters(notebook_dir / f"{run.notebook}.ipynb") for run in runs}
+    product, named = runs[:len(runs) - explicit], runs[len(runs) - explicit:]
+    unknown = sorted({name for run in product for name in run.parameters}
+                     - {name for run in product for name in declared[run.notebook]})
+    if unknown:
+        raise knobs.ParameterError(
+            f"grid parameter(s) {', '.join(unknown)} are declared by none of the grid's notebooks; they declare: "
+            + "; ".join(f"{stem}: {', '.join(declared[stem])}" for stem in dict.fromkeys(r.notebook for r in product)))
+    checked = []
+    for run in product + named:
+        given = run.parameters if run in named else {k: v for k, v in run.parameters.items()
+                                                     if k in declared[run.notebook]}
+        extra = [name for name in given if name not in declared[run.notebook]]
+        if extra:
+            raise knobs.ParameterError(f"{run.notebook} has no parameter {', '.join(extra)}; it declares: "
+                                       f"{', '.join(declared[run.notebook])}")
+        table = knobs.knobs(run.notebook) if run.notebook[:2] in knobs.KNOBS else {}
+        values = {name: table[name].check(name, value) if name in table and value is not None else value
+                  for name, value in given.items()}
+        checked.append(Run(run.notebook, values))
+    return checked
 
 
 def load_grid(path: str | Path, profile: str | None = None, notebook_dir: Path = NOTEBOOK_DIR) -> Grid:
@@ -133,56 +171,89 @@ def is_complete(run_dir: Path) -> bool:
         return False
 
 
-def execute_run(run: Run, profile: str, results_root: str, publish: bool, threads: int | None = None,
-                notebook_dir: str = str(NOTEBOOK_DIR)) -> dict[str, Any]:
-    """Execute one run with papermill into a fresh folder, then move it into place (runs in a worker).
+def _partial_name(run_id: str) -> str:
+    return f"{run_id}.partial-{socket.gethostname()}-{os.getpid()}-{time.time_ns()}"
 
-    The kernel sees ``HELPERS_PROFILE``, and ``HELPERS_RESULTS_DIR`` / ``HELPERS_FIGURES_DIR`` pointing into the run
-    folder, unless ``publish``: then results go to ``<results_root>/<profile>/`` and figures to the project's
-    ``figures/`` (``make reproduce``).
-    """
-    import papermill
 
-    root = Path(results_root)
-    final = runs_dir(root, profile) / run.run_id
-    work = final.with_name(f"{run.run_id}.partial-{os.getpid()}-{time.time_ns()}")
-    work.mkdir(parents=True)
-    env = {"HELPERS_PROFILE": profile, "HELPERS_QUIET": "1"}
-    if publish:
-        env |= {"HELPERS_RESULTS_DIR": str(root)}
-    else:
-        env |= {"HELPERS_RESULTS_DIR": str(work / "results"), "HELPERS_FIGURES_DIR": str(work / "figures")}
+def _attempt(run: Run, profile: str, root: Path, work: Path, threads: int | None, notebook_dir: Path,
+             cell_timeout_s: int | None) -> None:
+    """One papermill execution of ``run`` into ``work``; the kernel writes results and figures inside ``work``."""
+    from .execution import execute_notebook
+
+    env = {"HELPERS_PROFILE": profile, "HELPERS_QUIET": "1", "HELPERS_STATIC_WIDGETS": "1",
+           "HELPERS_RESULTS_DIR": str(work / "results"),
+           "HELPERS_FIGURES_DIR": str(work / "figures"), "HELPERS_PUBLISHED_DIR": str(root)}
     if threads:
         env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    atomic_write_json(work / "params.json",
-                      {"notebook": run.notebook, "profile": profile, "parameters": run.parameters})
-    started = time.time()
-    status: dict[str, Any] = {"run_id": run.run_id, "notebook": run.notebook, "profile": profile,
-                              "parameters": run.parameters, "started": started}
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:
-        papermill.execute_notebook(
-            str(Path(notebook_dir) / f"{run.notebook}.ipynb"), str(work / f"{run.notebook}.ipynb"),
-            parameters={"PROFILE": profile, **run.parameters}, kernel_name="python3", cwd=notebook_dir,
-            progress_bar=False,
-        )
-        status |= {"state": "done", "seconds": time.time() - started}
-    except Exception as error:  # any failure of one run is recorded, the batch goes on
-        status |= {"state": "failed", "seconds": time.time() - started, "error": f"{type(error).__name__}: {error}",
-                   "traceback": traceback.format_exc()}
+        execute_notebook(notebook_dir / f"{run.notebook}.ipynb", work / f"{run.notebook}.ipynb",
+                         {"PROFILE": profile, **run.parameters}, profile, notebook_dir, cell_timeout_s)
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def publish_run(run_dir: Path, notebook: str, profile: str, root: Path) -> list[Path]:
+    """Copy a completed run's results JSON to ``<root>/<profile>/`` and its figures to ``figures/<profile>/``
+    (each file atomically); returns the files written."""
+    written = []
+    result = run_dir / "results" / profile / f"{notebook}.json"
+    if result.is_file():
+        written.append(atomic_copy(result, root / profile / result.name))
+    for figure in sorted((run_dir / "figures").glob("*.png")):
+        written.append(atomic_copy(figure, figures_dir(profile) / figure.name))
+    return written
+
+
+def execute_run(run: Run, profile: str, results_root: str, publish: bool, threads: int | None = None,
+                notebook_dir: str = str(NOTEBOOK_DIR), cell_timeout_s: int | None = None) -> dict[str, Any]:
+    """Execute one run with papermill into a fresh folder, then move it into place (runs in a worker).
+
+    The kernel writes its results JSON and figures inside the run folder. Only a run that completed is published
+    (``publish``: results to ``<results_root>/<profile>/``, figures to ``figures/<profile>/``), so a failing run
+    never replaces a good result. A run that stalls (a cell past its execution timeout, a dead kernel) is kept as
+    ``<run-id>.stalled-<time>/`` and retried once. ``cell_timeout_s``: each cell's execution timeout (default: the
+    profile's, :func:`helpers.execution.cell_timeout_s`).
+    """
+    from .execution import NotebookStalled
+
+    root = Path(results_root)
+    final = runs_dir(root, profile) / run.run_id
+    started = time.time()
+    status: dict[str, Any] = {"run_id": run.run_id, "notebook": run.notebook, "profile": profile,
+                              "parameters": run.parameters, "started": started, "stalls": []}
+    for attempt in (1, 2):
+        work = final.with_name(_partial_name(run.run_id))
+        work.mkdir(parents=True)
+        atomic_write_json(work / "params.json",
+                          {"notebook": run.notebook, "profile": profile, "parameters": run.parameters})
+        try:
+            _attempt(run, profile, root, work, threads, Path(notebook_dir), cell_timeout_s)
+            status |= {"state": "done"}
+        except NotebookStalled as error:
+            status["stalls"].append(str(error))
+            if attempt == 1:
+                work.rename(final.with_name(f"{run.run_id}.stalled-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"))
+                continue
+            status |= {"state": "failed", "error": f"stalled twice: {error}", "traceback": traceback.format_exc()}
+        except Exception as error:  # any failure of one run is recorded, the batch goes on
+            status |= {"state": "failed", "error": f"{type(error).__name__}: {error}",
+                       "traceback": traceback.format_exc()}
+        break
+    status |= {"seconds": time.time() - started, "attempts": attempt}
     atomic_write_json(work / "status.json", status)
     if status["state"] == "done":
         if final.exists():  # an incomplete earlier folder is kept aside, never overwritten
             final.rename(final.with_name(f"{run.run_id}.stale-{time.time_ns()}"))
         work.rename(final)
         status["dir"] = str(final)
+        if publish:
+            status["published"] = [str(path) for path in publish_run(final, run.notebook, profile, root)]
     else:
         failed = final.with_name(f"{run.run_id}.failed-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
         work.rename(failed)
@@ -190,12 +261,43 @@ def execute_run(run: Run, profile: str, results_root: str, publish: bool, thread
     return status
 
 
+def clean_partials(folder: Path, report: Callable[[str], None] = print) -> list[Path]:
+    """Remove the ``.partial-*`` folders that a process of this host left when it died; report the others.
+
+    Returns the folders removed. A partial folder is named ``<run-id>.partial-<host>-<pid>-<ns>``; one whose process
+    still runs (or that another host made) is left alone.
+    """
+    removed = []
+    host = socket.gethostname()
+    for path in sorted(folder.glob("*.partial-*")):
+        owner_host, _, rest = path.name.split(".partial-", 1)[1].rpartition("-")[0].rpartition("-")
+        pid = int(rest) if rest.isdigit() else -1
+        if owner_host == host and pid > 0 and not _alive(pid):
+            shutil.rmtree(path)
+            removed.append(path)
+            report(f"clean  {path.name} (left by process {pid}, which has ended)")
+        else:
+            report(f"note   {path.name} is in progress elsewhere or from another host; left alone")
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 Submit = Callable[[list[Run]], Iterable[dict[str, Any]]]
 
 
-def _local_submitter(grid: Grid, results_root: Path, publish: bool, workers: int) -> Submit:
+def _local_submitter(grid: Grid, results_root: Path, publish: bool, workers: int, cell_timeout_s: int | None
+                     ) -> Submit:
     threads = max(1, (os.cpu_count() or 1) // workers)
-    args = (grid.profile, str(results_root), publish, threads, str(grid.notebook_dir))
+    args = (grid.profile, str(results_root), publish, threads, str(grid.notebook_dir), cell_timeout_s)
 
     def submit(runs: list[Run]) -> Iterable[dict[str, Any]]:
         if workers <= 1:
@@ -210,14 +312,15 @@ def _local_submitter(grid: Grid, results_root: Path, publish: bool, workers: int
     return submit
 
 
-def _dask_submitter(address: str, grid: Grid, results_root: Path, publish: bool) -> Submit:
+def _dask_submitter(address: str, grid: Grid, results_root: Path, publish: bool, cell_timeout_s: int | None
+                    ) -> Submit:
     from distributed import Client
     from distributed import as_completed as dask_completed
 
     def submit(runs: list[Run]) -> Iterable[dict[str, Any]]:
         with Client(address) as client:
             futures = [client.submit(execute_run, run, grid.profile, str(results_root), publish, None,
-                                     str(grid.notebook_dir), pure=False) for run in runs]
+                                     str(grid.notebook_dir), cell_timeout_s, pure=False) for run in runs]
             for future in dask_completed(futures):
                 yield future.result()
 
@@ -231,11 +334,12 @@ def _stage(run: Run) -> int:
 
 def run_grid(grid: Grid, results_root: str | Path = PROJECT_ROOT / "results", workers: int = 1,
              scheduler: str | None = None, publish: bool = False,
-             report: Callable[[str], None] = print) -> list[dict[str, Any]]:
+             report: Callable[[str], None] = print, cell_timeout_s: int | None = None) -> list[dict[str, Any]]:
     """Execute every incomplete run of ``grid``; returns the statuses of the runs executed now. When any other run
     is executed, the last stage's runs (the tables, which read every results file) are executed again too."""
     results_root = Path(results_root)
     runs_dir(results_root, grid.profile).mkdir(parents=True, exist_ok=True)
+    clean_partials(runs_dir(results_root, grid.profile), report)
     pending = [run for run in grid.runs if not is_complete(runs_dir(results_root, grid.profile) / run.run_id)]
     if any(_stage(run) < LAST for run in pending):
         pending = [run for run in grid.runs if run in pending or _stage(run) == LAST]
@@ -243,15 +347,20 @@ def run_grid(grid: Grid, results_root: str | Path = PROJECT_ROOT / "results", wo
         if run not in pending:
             report(f"skip   {run.run_id} (complete)")
     if scheduler:
-        submit = _dask_submitter(scheduler, grid, results_root, publish)
+        submit = _dask_submitter(scheduler, grid, results_root, publish, cell_timeout_s)
     else:
-        submit = _local_submitter(grid, results_root, publish, workers)
+        submit = _local_submitter(grid, results_root, publish, workers, cell_timeout_s)
     statuses = []
     for number in range(LAST + 1):
         stage_runs = [run for run in pending if _stage(run) == number]
+        if stage_runs:
+            report(f"start  {', '.join(run.run_id for run in stage_runs)}")
         for status in submit(stage_runs) if stage_runs else []:
             statuses.append(status)
-            report(f"{status['state']:6s} {status['run_id']} ({status['seconds']:.0f} s)"
+            for stall in status.get("stalls", []):
+                report(f"stall  {status['run_id']}: {stall}")
+            report(f"{status['state']:6s} {status['run_id']} ({status['seconds']:.0f} s"
+                   + (f", {status['attempts']} attempts" if status.get("attempts", 1) > 1 else "") + ")"
                    + (f": {status['error']}" if status["state"] == "failed" else ""))
     return statuses
 
@@ -260,7 +369,7 @@ def collect(results_root: str | Path, profile: str) -> list[dict[str, Any]]:
     """Status of every completed or failed run folder of ``profile`` (newest failure per run only)."""
     found = []
     for path in sorted(runs_dir(Path(results_root), profile).glob("*/status.json")):
-        if ".partial-" in path.parent.name or ".stale-" in path.parent.name:
+        if any(mark in path.parent.name for mark in (".partial-", ".stale-", ".stalled-")):
             continue
         status = json.loads(path.read_text())
         status["dir"] = str(path.parent)
@@ -284,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--scheduler", help="address of a Dask distributed scheduler (tcp://host:8786)")
     run.add_argument("--results", default=str(PROJECT_ROOT / "results"), help="results root folder")
     run.add_argument("--notebooks", default=str(NOTEBOOK_DIR), help="folder of the numbered notebooks")
+    run.add_argument("--cell-timeout", type=int, help="execution timeout of one cell in seconds (default: the "
+                     "profile's: smoke 600, teach 3600, paper 21600); a run that passes it is retried once")
     run.add_argument("--publish", action="store_true",
                      help="results JSON and figures go to results/<profile>/ and figures/ (the default grid does)")
     site = commands.add_parser("site", help="HTML export of the executed notebooks with an index page")
@@ -303,7 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         grid = load_grid(args.grid, args.profile, Path(args.notebooks))
         publish = args.publish
-    statuses = run_grid(grid, args.results, args.workers, args.scheduler, publish)
+    if args.cell_timeout is not None and args.cell_timeout < 1:
+        parser.error("--cell-timeout must be >= 1")
+    statuses = run_grid(grid, args.results, args.workers, args.scheduler, publish, cell_timeout_s=args.cell_timeout)
     return _exit_code(statuses)
 
 

@@ -10,6 +10,7 @@ import os
 import random
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -189,9 +190,36 @@ def cache_dir(kind: str) -> Path:
     return path
 
 
-def figures_dir() -> Path:
-    """``$HELPERS_FIGURES_DIR`` or ``<project>/figures``, created on demand."""
-    path = Path(os.environ.get("HELPERS_FIGURES_DIR", PROJECT_ROOT / "figures"))
+@dataclass(frozen=True)
+class ActiveRun:
+    """The profile and seed of the notebook running in this process (figures are filed and stamped with them)."""
+
+    profile: str
+    seed: int
+
+
+_ACTIVE: list[ActiveRun] = []
+
+
+def activate(profile: str, seed: int) -> ActiveRun:
+    """Record the profile and seed of the running notebook (:func:`helpers.parameters.notebook_settings` does)."""
+    _ACTIVE[:] = [ActiveRun(check_choice("profile", profile, PROFILES), int(seed))]
+    return _ACTIVE[0]
+
+
+def active_run() -> ActiveRun | None:
+    """What :func:`activate` recorded last, or None."""
+    return _ACTIVE[0] if _ACTIVE else None
+
+
+def figures_dir(profile: str | None = None) -> Path:
+    """``$HELPERS_FIGURES_DIR`` or ``<project>/figures/<profile>`` (default: the active run's profile, else
+    :func:`profile_name`), created on demand, so that runs of one profile never overwrite another's figures."""
+    if "HELPERS_FIGURES_DIR" in os.environ:
+        path = Path(os.environ["HELPERS_FIGURES_DIR"])
+    else:
+        run = active_run()
+        path = PROJECT_ROOT / "figures" / (profile or (run.profile if run else profile_name()))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -201,6 +229,14 @@ def results_dir(profile: str) -> Path:
     path = Path(os.environ.get("HELPERS_RESULTS_DIR", PROJECT_ROOT / "results")) / profile
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def published_results_dir(profile: str) -> Path:
+    """Where the results of completed runs of ``profile`` are read from: ``$HELPERS_PUBLISHED_DIR/<profile>``
+    (set by the batch runner for the notebooks it runs), else :func:`results_dir`."""
+    if "HELPERS_PUBLISHED_DIR" in os.environ:
+        return Path(os.environ["HELPERS_PUBLISHED_DIR"]) / profile
+    return results_dir(profile)
 
 
 def progress_disabled() -> bool:

@@ -24,7 +24,7 @@ from .metrics import (
     PartIoU,
     random_position_instability,
 )
-from .metrics.instability import Protocol
+from .metrics.instability import Protocol, present_once
 from .metrics.parts import PartProtocol
 from .models.features import FeatureRecorder
 from .models.geometry import LayerGeometry, feature_size, layer_geometry
@@ -51,8 +51,8 @@ class MapSource:
 
     @torch.no_grad()
     def batches(self, arrays: PartArrays, batch_size: int = 128) -> Iterator[tuple[slice, torch.Tensor]]:
-        """(index range, maps) for consecutive batches of ``arrays``."""
-        for start in progress(range(0, len(arrays), batch_size), desc="maps"):
+        """(index range, maps) for consecutive batches of ``arrays`` (one empty batch if it has no image)."""
+        for start in progress(range(0, max(len(arrays), 1), batch_size), desc="maps"):
             index = slice(start, min(start + batch_size, len(arrays)))
             yield index, self.maps(arrays.float_images(index).to(self.device))
 
@@ -71,10 +71,11 @@ class PrecomputedMaps:
         return tuple(self.computed.shape[-2:])
 
     def batches(self, arrays: PartArrays, batch_size: int = 128) -> Iterator[tuple[slice, torch.Tensor]]:
-        """(index range, maps on the device) for consecutive batches; ``arrays`` are the images of the maps."""
+        """(index range, maps on the device) for consecutive batches (one empty batch if there is no image);
+        ``arrays`` are the images of the maps."""
         if len(arrays) != len(self.computed):
             raise ValueError(f"maps of {len(self.computed)} images for {len(arrays)} images")
-        for start in range(0, len(arrays), batch_size):
+        for start in range(0, max(len(arrays), 1), batch_size):
             index = slice(start, min(start + batch_size, len(arrays)))
             yield index, self.computed[index].to(self.device)
 
@@ -95,6 +96,43 @@ def named_layer(net: Performer, layer: str, device: str | torch.device = "auto")
 
     size = feature_size(net.features, name, net.input_size)
     return MapSource(maps, layer_geometry(net.features, name), size, device)
+
+
+def first_with_positives(arrays: Mapping[str, PartArrays]) -> str:
+    """The first key of ``arrays`` whose arrays hold a positive image, else the first key (e.g. the category whose
+    test images a notebook's figures show)."""
+    return next((key for key, held in arrays.items() if not held.is_negative.all()), next(iter(arrays)))
+
+
+def mean_of_measured(values: Sequence[float], measured: Sequence[bool]) -> float | None:
+    """The mean of the ``values`` whose ``measured`` flag is set (None when none is)."""
+    kept = [value for value, ok in zip(values, measured, strict=True) if ok]
+    return float(sum(kept) / len(kept)) if kept else None
+
+
+def instability_shortfall(arrays: PartArrays, landmarks: Sequence[str], by_category: bool = False) -> str | None:
+    """Why :func:`instability` cannot be measured on the positives of ``arrays``, or None when it can. Each D_{f,k}
+    needs two positive images with exactly one landmark k. Pooled (the ``single`` protocol) every landmark needs
+    them; ``by_category`` (the multi-category protocols) some category needs them for each landmark it has (once)
+    on any of its images."""
+    positives = arrays.positives()
+    if not len(positives):
+        return "no positive image"
+    points, counts = positives.select_landmarks(landmarks)
+    once = present_once(points, counts)
+    groups = dict.fromkeys(positives.categories) if by_category else {"all": None}
+    reasons = []
+    for group in groups:
+        members = torch.tensor([c == group for c in positives.categories]) if by_category else slice(None)
+        images = once[members].sum(0).tolist()
+        short = [f"{name} on {n}" for name, n in zip(landmarks, images, strict=True)
+                 if n < 2 and (n > 0 or not by_category)]
+        if not short and any(images):
+            return None
+        reason = (f"too few positive images with exactly one landmark ({', '.join(short)}; 2 needed)" if short
+                  else "no landmark annotated exactly once")
+        reasons.append(f"{group}: {reason}" if by_category else reason)
+    return "; ".join(reasons)
 
 
 def instability(source: AnyMapSource, arrays: PartArrays, landmarks: Sequence[str], top_k: int = 100,

@@ -33,7 +33,13 @@ from torch import nn
 
 from .config import check_choice, get_device
 from .data.arrays import PartArrays
-from .evaluation import PrecomputedMaps, instability, part_interpretability, random_reference_instability
+from .evaluation import (
+    PrecomputedMaps,
+    instability,
+    instability_shortfall,
+    part_interpretability,
+    random_reference_instability,
+)
 from .interpretable import (
     FilterLossConfig,
     filter_loss,
@@ -185,7 +191,7 @@ def _top_layer_passes(net: Performer, arrays: PartArrays, device: str | torch.de
     device = get_device(device)
     net.eval().to(device)
     layer = interpretable_layers(net)[net.top_conv]
-    for start in range(0, len(arrays), batch_size):
+    for start in range(0, max(len(arrays), 1), batch_size):  # no image: one empty pass (empty maps, right shape)
         index = slice(start, min(start + batch_size, len(arrays)))
         logits = net(arrays.float_images(index).to(device))
         mask = layer.mask if layer.use_masks else torch.ones_like(layer.feature_map)
@@ -206,7 +212,10 @@ def top_map_size(settings: dict[str, Any]) -> tuple[int, int]:
 
 
 def strongest_filters(maps: torch.Tensor, count: int) -> list[int]:
-    """The ``count`` filters with the highest mean peak response over the images of ``maps`` (N, C, h, w)."""
+    """The ``count`` filters with the highest mean peak response over the images of ``maps`` (N, C, h, w); none
+    without an image."""
+    if not len(maps):
+        return []
     return maps.flatten(2).amax(dim=-1).mean(dim=0).topk(min(count, maps.shape[1])).indices.tolist()
 
 
@@ -226,6 +235,8 @@ def filter_peaks(maps: torch.Tensor, geometry: LayerGeometry) -> tuple[torch.Ten
     """Per image and filter of ``maps`` (N, C, h, w): the image-plane peak position (N, C, 2) and the peak relative
     to the filter's strongest response over these images (N, C), in [0, 1] (the weights of Fig. 6)."""
     positions, scores = peak_positions(maps, geometry)
+    if not len(maps):  # no image: nothing to weigh
+        return positions, scores
     return positions, scores / scores.amax(dim=0).clamp_min(1e-12)
 
 
@@ -260,6 +271,7 @@ class Evaluation:
     per_filter_interpretability: torch.Tensor
     best_part: torch.Tensor
     part_names: tuple[str, ...]
+    instability_shortfall: str | None = None  # why the instability (and its reference) could not be measured
 
 
 def _category_index(arrays: PartArrays) -> tuple[torch.Tensor, int]:
@@ -311,7 +323,8 @@ def evaluate(net: Performer, test: PartArrays, landmarks: Sequence[str], device:
     unmasked = parts if bool((mask == 1).all()) else parts_of(PrecomputedMaps(x, geometry, device))[0]
     correct = correct_predictions(logits, test.labels, test.is_negative).float().mean()
     return Evaluation(float(correct), stability.value, reference.value, parts.value, unmasked.value,
-                      stability.per_unit.float().cpu(), parts.per_filter.float().cpu(), parts.best_part.cpu(), names)
+                      stability.per_unit.float().cpu(), parts.per_filter.float().cpu(), parts.best_part.cpu(), names,
+                      instability_shortfall(test, landmarks, by_category=multi))
 
 
 def best_part_counts(evaluations: Mapping[str, Mapping[str, Evaluation]]) -> dict[str, dict[str, int]]:
@@ -319,6 +332,8 @@ def best_part_counts(evaluations: Mapping[str, Mapping[str, Evaluation]]) -> dic
     counts: dict[str, dict[str, int]] = {kind: {} for kind in KINDS}
     for by_kind in evaluations.values():
         for kind, evaluation in by_kind.items():
+            if not evaluation.part_names:  # no positive test image: no part groups, no best parts
+                continue
             for part in evaluation.best_part.tolist():
                 name = evaluation.part_names[part]
                 counts[kind][name] = counts[kind].get(name, 0) + 1
@@ -329,6 +344,17 @@ def mean_over(evaluations: Sequence[Evaluation], field: str) -> float:
     """Mean of one metric over categories."""
     values = [getattr(e, field) for e in evaluations]
     return float(np.mean(values)) if values else math.nan
+
+
+def measured_instability(evaluations: Sequence[Evaluation], field: str = "instability") -> float | None:
+    """Mean of an instability ``field`` over the evaluations where it could be measured (None if none could)."""
+    values = [getattr(e, field) for e in evaluations if e.instability_shortfall is None]
+    return float(np.mean(values)) if values else None
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float:
+    """``numerator / denominator``; NaN where either was not measured (None)."""
+    return math.nan if numerator is None or denominator is None else numerator / denominator
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -370,16 +396,21 @@ def summary(single: Mapping[str, Mapping[str, Evaluation]], multi: Mapping[str, 
     metrics: dict[str, Any] = {}
     for kind in KINDS:
         rows = [single[category][kind] for category in single]
-        metrics[f"instability_{kind}"] = mean_over(rows, "instability")
+        metrics[f"instability_{kind}"] = measured_instability(rows)
         metrics[f"interpretability_{kind}"] = mean_over(rows, "interpretability")
         metrics[f"interpretability_before_mask_{kind}"] = mean_over(rows, "interpretability_before_mask")
         metrics[f"accuracy_single_{kind}"] = mean_over(rows, "accuracy")
         metrics[f"accuracy_multi_{kind}"] = multi[kind].accuracy
-        metrics[f"instability_multi_{kind}"] = multi[kind].instability
+        metrics[f"instability_multi_{kind}"] = measured_instability([multi[kind]])
         metrics[f"interpretability_multi_{kind}"] = multi[kind].interpretability
         metrics[f"interpretability_before_mask_multi_{kind}"] = multi[kind].interpretability_before_mask
-    metrics["instability_random_positions"] = mean_over([single[c]["ordinary"] for c in single], "random_reference")
-    metrics["instability_multi_random_positions"] = multi["ordinary"].random_reference
+    metrics["instability_random_positions"] = measured_instability([single[c]["ordinary"] for c in single],
+                                                                   "random_reference")
+    metrics["instability_multi_random_positions"] = measured_instability([multi["ordinary"]], "random_reference")
+    metrics["unmeasured"] = {f"instability {name}": evaluation.instability_shortfall
+                             for name, evaluation in [*((c, single[c]["ordinary"]) for c in single),
+                                                      ("multi", multi["ordinary"])]
+                             if evaluation.instability_shortfall}
     metrics["per_category"] = {
         category: {**{kind: {field: getattr(evaluation, field) for field in SUMMARY_FIELDS}
                       for kind, evaluation in by_kind.items()},
@@ -405,8 +436,8 @@ def check_claims(metrics: Mapping[str, Any], paper: Mapping[str, Any], max_ratio
     """The paper's claims checked on our numbers: interpretable filters are far more stable (instability ratio
     <= ``max_ratio``; paper ~0.6-0.7) and more part-specific, single-category accuracy drops only slightly, and
     multi-category accuracy does not drop (both within ``max_accuracy_drop``)."""
-    ratio = metrics["instability_interpretable"] / metrics["instability_ordinary"]
-    multi_ratio = metrics["instability_multi_interpretable"] / metrics["instability_multi_ordinary"]
+    ratio = _ratio(metrics["instability_interpretable"], metrics["instability_ordinary"])
+    multi_ratio = _ratio(metrics["instability_multi_interpretable"], metrics["instability_multi_ordinary"])
     single_drop = metrics["accuracy_single_ordinary"] - metrics["accuracy_single_interpretable"]
     multi_drop = metrics["accuracy_multi_ordinary"] - metrics["accuracy_multi_interpretable"]
     paper_ratio = paper["instability_single"][1] / paper["instability_single"][0]

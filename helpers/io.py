@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -42,6 +43,10 @@ def config_hash(config: dict[str, Any], length: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Write to a temporary file beside ``path`` then ``os.replace`` it, so no reader sees a half-written file."""
     path = Path(path)
@@ -50,6 +55,7 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; give it the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -64,6 +70,11 @@ def atomic_write_text(path: Path, text: str) -> Path:
 def atomic_write_json(path: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON; numpy/torch values and non-finite floats are converted."""
     return atomic_write_text(path, json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def atomic_copy(source: Path, target: Path) -> Path:
+    """Copy ``source`` to ``target`` so that no reader sees a half-copied file."""
+    return _atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def atomic_torch_save(path: Path, obj: Any) -> Path:

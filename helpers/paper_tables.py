@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import results_dir
+from .config import published_results_dir
 from .results import markdown_table as layout_table
 from .results import paper_numbers
 
@@ -79,7 +79,7 @@ COMPARISONS: tuple[Comparison, ...] = (
 
 def load_results(profile: str, root: Path | None = None) -> dict[str, dict[str, Any]]:
     """Every notebook's results JSON for ``profile`` that exists (notebook stem -> record)."""
-    folder = root / profile if root is not None else results_dir(profile)
+    folder = root / profile if root is not None else published_results_dir(profile)
     found = {}
     for stem in NOTEBOOKS:
         path = folder / f"{stem}.json"

@@ -7,9 +7,10 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from importlib import metadata
@@ -78,8 +79,10 @@ def write_results(
     paper: dict[str, Any],
     claims: list[dict[str, Any]],
     timings_s: dict[str, float],
+    failed: bool = False,
 ) -> Path:
-    """Write ``results/<profile>/<notebook>.json`` atomically and return its path."""
+    """Write ``results/<profile>/<notebook>.json`` (``<notebook>.failed.json`` when ``failed``) atomically and
+    return its path."""
     record = {
         "notebook": notebook,
         "profile": profile,
@@ -93,7 +96,44 @@ def write_results(
         "timings_s": timings_s,
         "versions": versions(),
     }
-    return atomic_write_json(results_dir(profile) / f"{notebook}.json", record)
+    return atomic_write_json(results_dir(profile) / f"{notebook}{'.failed' if failed else ''}.json", record)
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {key: _shown(item) for key, item in value.items()}
+    return value
+
+
+def finish(notebook: str, profile: str, params: dict[str, Any], seed: int, dataset: str, model: str,
+           metrics: dict[str, Any], paper: dict[str, Any], claims: list[dict[str, Any]], timings_s: dict[str, float],
+           finite: Iterable[float] = ()) -> Path:
+    """The last cell of every notebook: check the run, print its claims, write its results file.
+
+    The run passes when every value of ``finite`` is finite and, at a profile other than ``smoke`` (which only
+    proves the code runs), every claim holds. A passing run writes ``results/<profile>/<notebook>.json``; a failing
+    one writes ``<notebook>.failed.json`` beside it instead, leaving the last good results file as it was, and
+    raises an AssertionError that says what failed. Returns the path written.
+    """
+    for item in claims:
+        print(("holds " if item["holds"] else "FAILS ") + item["name"], _shown(item["value"]))
+    values = [float(v) for v in finite]
+    problems = [f"{sum(not math.isfinite(v) for v in values)} of {len(values)} checked values are not finite"
+                ] if not all(math.isfinite(v) for v in values) else []
+    if profile != "smoke":  # the profile is big enough to support the claims
+        problems += [f"claim fails: {item['name']} (value {_shown(item['value'])})"
+                     for item in claims if not item["holds"]]
+    path = write_results(notebook, profile, params, seed, dataset, model, metrics, paper, claims, timings_s,
+                         failed=bool(problems))
+    print("wrote", path)
+    if not problems:  # a failed run's record is stale once a run passes
+        path.with_name(f"{notebook}.failed.json").unlink(missing_ok=True)
+    if problems:
+        raise AssertionError(f"{notebook} did not pass (results kept in {path.name}, the last good results file "
+                             "is untouched): " + "; ".join(problems))
+    return path
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], digits: int = 4) -> str:

@@ -8,7 +8,9 @@ from helpers.data.synthetic import single_category
 from helpers.evaluation import (
     PrecomputedMaps,
     dissection,
+    first_with_positives,
     instability,
+    instability_shortfall,
     layer_instability,
     named_layer,
     part_interpretability,
@@ -85,3 +87,29 @@ def test_precomputed_maps_give_the_streamed_metrics_and_check_their_length():
         torch.testing.assert_close(metric(stored), metric(source), equal_nan=True)
     with pytest.raises(ValueError, match="maps of 11 images for 15 images"):
         next(stored.batches(arrays))
+
+
+def test_too_few_positives_give_undefined_metrics_and_say_why():
+    net = small_vgg(1, input_size=32, widths=(4, 8), convs_per_block=(1, 1), fc_dim=8)
+    landmarks = ("head", "neck", "torso")
+    arrays = materialize(single_category("dog", "test", 3, 4, 32, seed=0), workers=1)
+    negatives, one = arrays.subset(arrays.is_negative), arrays.subset([0, *arrays.is_negative.nonzero().flatten()])
+    source = named_layer(net, "conv2_1", "cpu")
+    assert instability_shortfall(arrays, landmarks) is None
+    assert instability_shortfall(negatives, landmarks) == "no positive image"
+    assert "head on 1" in instability_shortfall(one, landmarks)
+    for held in (negatives, one):  # every unit undefined, none dropped
+        result = instability(source, held, landmarks)
+        assert math.isnan(result.value) and result.num_defined == 0 and len(result.per_unit) == 8
+        assert math.isnan(random_reference_instability(source, held, landmarks).value)
+    parts, names = part_interpretability(source, negatives)
+    assert names == () and math.isnan(parts.value) and len(parts.per_filter) == 8
+    assert first_with_positives({"cat": negatives, "dog": one, "cow": arrays}) == "dog"
+    assert first_with_positives({"cat": negatives}) == "cat"
+
+
+def test_mean_of_measured_skips_what_was_not_measured():
+    from helpers.evaluation import mean_of_measured
+
+    assert mean_of_measured([0.2, float("nan"), 0.4], [True, False, True]) == pytest.approx(0.3)
+    assert mean_of_measured([float("nan")], [False]) is None

@@ -17,6 +17,8 @@ from helpers.explanatory_graph.analysis import (
     filter_observations,
     heat_map,
     instability_table,
+    layer_heat_maps,
+    node_observations,
     patches,
     pattern_mask,
     purity_table,
@@ -24,6 +26,7 @@ from helpers.explanatory_graph.analysis import (
     remine,
     table_count,
     top_units,
+    views,
 )
 from helpers.explanatory_graph.synthesis import Inverter, synthesize, train_inverter
 from helpers.models.geometry import LayerGeometry
@@ -186,3 +189,22 @@ def test_remine_mines_the_chosen_layers_with_the_new_knobs():
     assert small.layers == ["low", "up"] and small.nodes_per_filter("low") == 3
     assert small.meta["n_images"] == 5 and small.meta["params"]["tau"] == 0.5
     assert int((small.parents["low"] >= 0).sum(-1).max()) == 1
+
+
+def test_no_test_image_gives_empty_observations_and_undefined_tables():
+    specs = [LayerSpec("conv", 6, 4, 4, 16.0, 7.5), LayerSpec("top", 6, 2, 2, 32.0, 15.5)]
+    graph, _, _ = tiny_graph(specs, flip=True)
+    empty = {s.name: torch.zeros(0, s.channels, s.height, s.width) for s in specs}
+    nodes, inference = node_observations(graph, Views(empty, empty))
+    assert nodes.scores["conv"].shape == (0, 12) and inference.flips.shape == (0,)
+    filters = filter_observations(graph, Views(empty, empty))
+    assert layer_heat_maps(graph, nodes, [])["top"].shape == (0, 64, 64)
+    arrays = arrays_with(torch.zeros(0, 3, 2))
+    geometry = {s.name: LayerGeometry(s.stride, s.centre, 0.0) for s in specs}
+    rows = instability_table(graph, nodes, filters, filters, arrays, ["l0", "l1"], geometry)
+    assert all(math.isnan(value) for row in rows for value in (row.nodes, row.filters, row.random))
+    purity = purity_table(graph, nodes, filters, arrays.part_labels)
+    assert all(math.isnan(row.nodes) and math.isnan(row.filters) for row in purity)
+    net = small_vgg(1, input_size=32, widths=(4, 8), convs_per_block=(1, 1), fc_dim=8)
+    seen = views(net, torch.zeros(0, 3, 32, 32, dtype=torch.uint8), ["conv1_1", "conv2_1"], "cpu")
+    assert seen.maps["conv2_1"].shape == (0, 8, 16, 16) and seen.mirrored["conv1_1"].shape == (0, 4, 32, 32)

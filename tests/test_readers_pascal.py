@@ -13,6 +13,8 @@ import pytest
 import scipy.io
 import torch
 from PIL import Image
+from real_roots import PASCAL_ANNOTATIONS as ANNOTATIONS
+from real_roots import pascal_root
 
 from helpers.data import synthetic
 from helpers.data.pascal_part import (
@@ -23,9 +25,7 @@ from helpers.data.pascal_part import (
     merge_parts,
     read_annotation,
 )
-from helpers.data.root_check import DatasetRootError
-
-ANNOTATIONS = Path(__file__).parent / "fixtures" / "pascal_part" / "Annotations_Part"
+from helpers.data.root_check import DatasetRootError, part_landmark
 
 EXPECTED = {  # file -> [(class, raw part names in file order)]
     "2008_003497": [
@@ -59,21 +59,9 @@ def _raw_objects(image_id: str) -> list:
     return list(scipy.io.loadmat(ANNOTATIONS / f"{image_id}.mat")["anno"][0, 0]["objects"].ravel())
 
 
-def _write_images(images: Path) -> None:
-    """One JPEG per fixture file, the size of its masks: white where any object is, black elsewhere."""
-    images.mkdir(parents=True)
-    for image_id in SHAPES:
-        union = np.any([obj["mask"] > 0 for obj in _raw_objects(image_id)], axis=0)
-        Image.fromarray(np.repeat(union[..., None] * 255, 3, axis=2).astype(np.uint8)).save(
-            images / f"{image_id}.jpg", quality=95)
-
-
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("pascal")
-    shutil.copytree(ANNOTATIONS, root / "Annotations_Part")
-    _write_images(root / "JPEGImages")
-    return root
+    return pascal_root(tmp_path_factory.mktemp("pascal"))
 
 
 @pytest.mark.parametrize("image_id", sorted(EXPECTED))
@@ -120,18 +108,49 @@ def test_one_sample_per_animal_object_with_parts(root: Path):
     assert len(birds) == 3 and {birds[i].label for i in range(3)} == {0}
 
 
+def _largest_piece(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected piece of ``mask`` (the first found in raster order on ties), by flood fill."""
+    seen = np.zeros(mask.shape, dtype=bool)
+    best: list[tuple[int, int]] = []
+    for start in zip(*np.nonzero(mask), strict=True):
+        if seen[start]:
+            continue
+        piece, stack = [], [start]
+        seen[start] = True
+        while stack:
+            y, x = stack.pop()
+            piece.append((y, x))
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    ny, nx = y + dy, x + dx
+                    if 0 <= ny < mask.shape[0] and 0 <= nx < mask.shape[1] and mask[ny, nx] and not seen[ny, nx]:
+                        seen[ny, nx] = True
+                        stack.append((ny, nx))
+        if len(piece) > len(best):
+            best = piece
+    out = np.zeros(mask.shape, dtype=bool)
+    out[tuple(np.array(best).T)] = True
+    return out
+
+
 def _expected_centre(obj, names: set[str]) -> tuple[float, float] | None:
-    """Centroid of the union of raw part masks, mapped into the crop of the object mask's bounding box."""
+    """The documented landmark rule, written out: the centroid of the largest piece of the union of raw part masks,
+    or the piece's pixel nearest to it when it falls off the piece; mapped into the crop of the object box."""
     masks = [p["mask"] > 0 for p in obj["parts"].ravel() if str(p["part_name"][0]) in names]
     if not masks:
         return None
-    ys, xs = np.nonzero(np.any(masks, axis=0))
+    piece = _largest_piece(np.any(masks, axis=0))
+    ys, xs = np.nonzero(piece)
+    cy, cx = ys.mean(), xs.mean()
+    if not piece[int(np.floor(cy + 0.5)), int(np.floor(cx + 0.5))]:
+        nearest = np.argmin((ys - cy) ** 2 + (xs - cx) ** 2)
+        cy, cx = float(ys[nearest]), float(xs[nearest])
     rows, cols = np.nonzero(obj["mask"].any(axis=1))[0], np.nonzero(obj["mask"].any(axis=0))[0]
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    return (ys.mean() + 0.5 - y0) * SIZE / (y1 - y0) - 0.5, (xs.mean() + 0.5 - x0) * SIZE / (x1 - x0) - 0.5
+    return (cy + 0.5 - y0) * SIZE / (y1 - y0) - 0.5, (cx + 0.5 - x0) * SIZE / (x1 - x0) - 0.5
 
 
-def test_landmarks_are_centres_of_the_merged_raw_masks(root: Path):
+def test_landmarks_follow_the_documented_rule_on_the_merged_raw_masks(root: Path):
     data = PascalPartAnimals(root, split="all", image_size=SIZE)
     for i, item in enumerate(data.items):
         sample = data[i]
@@ -155,8 +174,9 @@ def test_masks_line_up_with_the_crop(root: Path):
             assert mask.shape == (SIZE, SIZE) and mask.dtype == torch.bool
             assert sample.image[0][mask].mean() > 0.85, name  # parts lie on the white object pixels
             ys, xs = np.nonzero(mask.numpy())
-            if len(ys) > 20:  # a resampled mask's centroid stays near the exact centre
-                assert (ys.mean(), xs.mean()) == pytest.approx(sample.landmarks[name], abs=1.5), name
+            if len(ys) > 20:  # the landmark lies on the part: within 1.5 px of a pixel of the resampled mask
+                y, x = sample.landmarks[name]
+                assert np.min((ys - y) ** 2 + (xs - x) ** 2) <= 1.5**2, name
     # the object box fills the crop: each border of the first dog crop touches the white object
     first = data[0].image[0]
     assert first[0].max() > 0.5 and first[-1].max() > 0.5 and first[:, 0].max() > 0.5 and first[:, -1].max() > 0.5
@@ -233,3 +253,25 @@ def test_unknown_part_name_is_reported():
     assert list(merged) == ["head", "back_legs"]
     with pytest.raises(DatasetRootError, match="unknown dog part 'wheel'"):
         merge_parts(PascalObject("dog", 12, mask, [("head", mask), ("wheel", mask)]), "x.mat")
+
+
+def test_part_landmark_lies_on_multi_piece_and_curled_parts():
+    legs = np.zeros((20, 20), dtype=bool)
+    legs[5:18, 3:6] = True  # the bigger leg: 39 pixels, centre (11, 4)
+    legs[8:18, 12:14] = True  # the smaller one: 20 pixels
+    ys, xs = np.nonzero(legs)
+    assert not legs[round(ys.mean()), round(xs.mean())], "the plain centroid falls between the legs"
+    assert part_landmark(legs) == (11.0, 4.0)
+    yy, xx = np.mgrid[:21, :21]
+    ring = ((yy - 10) ** 2 + (xx - 10) ** 2 <= 81) & ((yy - 10) ** 2 + (xx - 10) ** 2 >= 36)
+    curled = ring & ~((xx > 10) & (abs(yy - 10) < 3))  # a C: its centroid lies in the hole
+    y, x = part_landmark(curled)
+    assert curled[int(y), int(x)]
+    ys, xs = np.nonzero(curled)
+    centroid = ys.mean(), xs.mean()
+    distances = (ys - centroid[0]) ** 2 + (xs - centroid[1]) ** 2
+    assert (y - centroid[0]) ** 2 + (x - centroid[1]) ** 2 == pytest.approx(distances.min())
+    disc = (yy - 7) ** 2 + (xx - 12) ** 2 <= 16
+    assert part_landmark(disc) == pytest.approx((7.0, 12.0))
+    with pytest.raises(ValueError, match="empty"):
+        part_landmark(np.zeros((4, 4), dtype=bool))

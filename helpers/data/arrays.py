@@ -82,7 +82,10 @@ class PartArrays:
         return self.landmarks[:, self._landmark_index(name)]
 
     def select_landmarks(self, names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, K, 2) positions and (N, K) instance counts of the landmarks ``names``, in that order."""
+        """(N, K, 2) positions and (N, K) instance counts of the landmarks ``names``, in that order (any names for
+        an empty set, which holds no landmark names)."""
+        if not len(self):
+            return torch.zeros((0, len(names), 2)), torch.zeros((0, len(names)), dtype=torch.uint8)
         index = [self._landmark_index(name) for name in names]
         return self.landmarks[:, index], self.landmark_counts[:, index]
 

@@ -3,7 +3,8 @@
 Root layout: ``Annotations_Part/<id>.mat`` (MATLAB v5) and the VOC2010 images at ``JPEGImages/``,
 ``VOC2010/JPEGImages/`` or ``VOCdevkit/VOC2010/JPEGImages/``. One sample per object of the requested categories that
 has parts; the object box is the bounding box of the object mask. Raw Pascal part names are merged into our part
-names (:data:`PART_NAME_MAP`); landmarks are the centroids of the merged masks, mapped into the crop frame.
+names (:data:`PART_NAME_MAP`); landmarks are points on the merged masks (``root_check.part_landmark``: the
+centroid of the largest piece, moved onto the piece when it falls off), mapped into the crop frame.
 
 Splits: ``ImageSets/Main/{train,val}.txt`` beside ``JPEGImages/`` when present. Without them the split is
 deterministic: an image is "train" when the SHA-256 digest of its id (e.g. ``2008_003497``) is even, else "val".
@@ -30,6 +31,7 @@ from .root_check import (
     check_image_size,
     check_index,
     object_sample,
+    part_landmark,
     raw_object,
     read_image,
 )
@@ -280,8 +282,7 @@ class PascalPartAnimals(Dataset):
         frame = (self.image_size, self.image_size)
         points = {name: [] for name in PART_NAMES[item.category]}
         for name, mask in masks.items():
-            ys, xs = np.nonzero(mask)
-            points[name] = [crop_box_to_frame((float(ys.mean()), float(xs.mean())), box, frame)]
+            points[name] = [crop_box_to_frame(part_landmark(mask), box, frame)]
         return raw_object(image, box, points, masks)
 
     def from_raw(self, i: int, raw: RawObject) -> PartSample:

@@ -86,6 +86,26 @@ def read_image(layout: RootLayout, path: Path) -> np.ndarray:
         raise layout.error(f"the image {path} cannot be read ({error})") from None
 
 
+def part_landmark(mask: np.ndarray) -> Point:
+    """The landmark of a part mask, always on the part: the centroid of its largest connected piece (8-connected;
+    ties: the first in raster order), or, when that centroid falls off the piece (a curled tail), the piece's pixel
+    nearest to it. A one-piece convex part gets its plain centroid; two legs get the centre of the bigger leg
+    instead of a point between them."""
+    from scipy import ndimage
+
+    pieces, count = ndimage.label(mask > 0, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        raise ValueError("the part mask is empty")
+    sizes = np.bincount(pieces.ravel())[1:]
+    ys, xs = np.nonzero(pieces == int(np.argmax(sizes)) + 1)
+    centre = (float(ys.mean()), float(xs.mean()))
+    row, col = round(centre[0]), round(centre[1])
+    if pieces[row, col] == int(np.argmax(sizes)) + 1:
+        return centre
+    nearest = int(np.argmin((ys - centre[0]) ** 2 + (xs - centre[1]) ** 2))
+    return float(ys[nearest]), float(xs[nearest])
+
+
 def clamp_box(box: Box, shape: Sequence[int]) -> Box:
     """``box`` cut to the image of ``shape`` (H, W, ...); fails when nothing of it is left."""
     y0, x0 = max(box[0], 0.0), max(box[1], 0.0)

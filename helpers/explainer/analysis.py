@@ -15,7 +15,14 @@ import torch.nn.functional as F
 
 from ..config import get_device
 from ..data.arrays import PartArrays
-from ..evaluation import MapSource, instability, named_layer, part_groups, random_reference_instability
+from ..evaluation import (
+    MapSource,
+    instability,
+    instability_shortfall,
+    named_layer,
+    part_groups,
+    random_reference_instability,
+)
 from ..metrics import InstabilityResult, location_instability
 from ..models.features import FeatureRecorder
 from ..models.nets import Performer
@@ -50,7 +57,8 @@ def fixed_position_instability(source: MapSource, arrays: PartArrays, landmarks:
     positions = grid[None].expand(len(positives), *grid.shape)
     scores = torch.rand(len(positives), len(grid), generator=torch.Generator().manual_seed(seed))
     result = location_instability(positions, scores, points, positives.image_size, top_k=top_k, counts=counts)
-    return float(result.per_unit.nan_to_num(math.inf).min())
+    defined = result.per_unit[result.per_unit.isfinite()]
+    return float(defined.min()) if len(defined) else math.nan  # NaN: too few images to measure any unit
 
 
 @dataclass
@@ -62,6 +70,7 @@ class LayerComparison:
     references: dict[str, float]  # "random positions" (and, single-category, "fixed position")
     sources: dict[str, MapSource]
     protocol: str
+    shortfall: str | None = None  # why the instability could not be measured on these images (None: it could)
 
     def values(self) -> dict[str, float]:
         return {**{name: result.value for name, result in self.results.items()}, **self.references}
@@ -85,7 +94,8 @@ def compare_layers(net: Performer, model: ExplainedPerformer, arrays: PartArrays
                                                                    **by_category).value}
     if not multi:
         references["fixed position"] = fixed_position_instability(sources["explainer"], arrays, landmarks, seed=seed)
-    return LayerComparison(results, references, sources, protocol)
+    return LayerComparison(results, references, sources, protocol,
+                           instability_shortfall(arrays, landmarks, by_category=multi))
 
 
 def classification_error(model: torch.nn.Module, arrays: PartArrays, device: str | torch.device = "auto") -> float:
@@ -122,7 +132,7 @@ def part_contributions(model: ExplainedPerformer, arrays: PartArrays, target: in
     positives = arrays.positives()
     names, labels = positives.merged_part_labels(part_groups(positives))
     intersection = region_area = part_area = contribution = 0.0
-    for start in range(0, len(positives), batch_size):
+    for start in range(0, max(len(positives), 1), batch_size):  # no image: one empty batch (shares NaN)
         index = slice(start, start + batch_size)
         with FeatureRecorder(model.explainer, ["mask_2"], detach=False) as recorder:
             score = model(positives.float_images(index).to(device))[:, target]
@@ -152,6 +162,8 @@ def grad_cam_maps(model: torch.nn.Module, layer: torch.nn.Module, images: torch.
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    if not len(images):  # no image: no map (pytorch-grad-cam needs a non-empty batch)
+        return np.zeros((0, *images.shape[-2:]), dtype=np.float32)
     device = get_device(device)
     model.eval().to(device)
     with GradCAM(model=model, target_layers=[layer]) as cam:
@@ -171,7 +183,7 @@ def strongest_images(source: MapSource, arrays: PartArrays, filters: Sequence[in
     """For each of ``filters``: the ``count`` positive images of ``arrays`` where its peak response is highest
     (indices into ``arrays.positives()``, (F, count)) and its maps on them ((F, count, h, w), on the CPU) (Fig. 4)."""
     positives = arrays.positives()
-    channels = torch.as_tensor(list(filters))
+    channels = torch.as_tensor(list(filters), dtype=torch.long)
     maps = torch.cat([batch[:, channels.to(batch.device)].cpu() for _, batch in source.batches(positives, batch_size)])
     index = maps.flatten(2).amax(dim=-1).topk(min(count, len(positives)), dim=0).indices.T  # (F, count)
     return index, maps[index, torch.arange(len(channels))[:, None]]

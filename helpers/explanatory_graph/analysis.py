@@ -17,6 +17,7 @@ import torch.nn.functional as nnf
 from torch import Tensor, nn
 
 from ..data.arrays import PartArrays
+from ..evaluation import CUB_LANDMARKS, protocol_landmarks
 from ..metrics import explanatory_graph_instability, random_position_instability, semantic_purity
 from ..metrics.instability import Combine
 from ..models.geometry import LayerGeometry, layer_geometry
@@ -115,6 +116,8 @@ def layer_heat_maps(graph: ExplanatoryGraph, nodes: Observations, index: Sequenc
                     fraction: float = 0.5) -> dict[str, Tensor]:
     """Fig. 6 (arXiv) for the images ``index``: per layer (k, H, W), the :func:`heat_map` of its nodes."""
     size = (graph.input_size, graph.input_size)
+    if not len(index):
+        return {name: torch.zeros(0, *size) for name in graph.layers}
     return {name: torch.stack([heat_map(nodes.positions[name][i].cpu(), graph.sigma[name].flatten() * graph.input_size,
                                         nodes.scores[name][i].cpu(), size, fraction) for i in index])
             for name in graph.layers}
@@ -161,6 +164,13 @@ def instability_table(graph: ExplanatoryGraph, nodes: Observations, filters: Obs
                                              top_k=top_k, counts=counts, combine=combine, seed=seed).value
         rows.append(InstabilityRow(spec.name, count, *values, random))
     return rows
+
+
+def table_landmarks(dataset: str) -> tuple[str, ...]:
+    """The landmarks of Table 1: the paper's head, back and tail (CUB-200-2011; the synthetic data has them too),
+    elsewhere the dataset's protocol landmarks (:func:`~helpers.evaluation.protocol_landmarks`; Pascal-Part and
+    ILSVRC Animal-Part annotate no back)."""
+    return CUB_LANDMARKS if dataset in ("synthetic", "cub200") else protocol_landmarks(dataset)
 
 
 def layer_geometries(net: nn.Module, layers: Sequence[str]) -> dict[str, LayerGeometry]:

@@ -71,7 +71,7 @@ def infer_batch(graph: ExplanatoryGraph, batch: Batch, flipped: bool = False, dt
         centres = model.node_centres(mu, size, above, graph.parents[spec.name].to(device))
         p, s, x = model.infer_units(f, *model.log_factors(rows, cols, centres, sigma), rows, cols)
         positions[spec.name], scores[spec.name], units[spec.name] = p, s, x
-        above = (p.reshape(size, -1, 2), mu.reshape(-1, 2), sigma.flatten())
+        above = (p.flatten(1, 2), mu.reshape(-1, 2), sigma.flatten())
     if flips is not None:
         for spec in graph.specs:
             positions[spec.name], units[spec.name] = unmirror(spec, graph.input_size, positions[spec.name],
@@ -102,8 +102,9 @@ def infer(graph: ExplanatoryGraph, features: Mapping[str, torch.Tensor] | Featur
     batches = iterate_pairs(as_source(features, batch_size), mirror_source, graph.specs)
     with cpu_threads(torch.device("cpu"), threads):
         parts = [infer_batch(graph, batch, flipped, dtype, mirror) for _, batch, mirror in batches]
-    if not parts:
-        raise ValueError("the features hold no images")
+    if not parts:  # no image: the (empty) inference of an empty batch
+        empty = {spec.name: torch.zeros(0, spec.channels, spec.height, spec.width) for spec in graph.specs}
+        parts = [infer_batch(graph, empty, flipped, dtype, None if mirrored is None else empty)]
     joined = ({name: torch.cat([getattr(p, field)[name] for p in parts]) for name in graph.layers}
                for field in ("positions", "scores", "units"))
     return Inference(*joined, None if mirrored is None else torch.cat([p.flips for p in parts]))

@@ -74,6 +74,9 @@ def mined_graph(settings: dict[str, Any], category: str | None = None, seed: int
     category = category or settings["eg_category"]
     run, data = single_category_performer(settings, category, seed, device)
     positives = data.train.positives()
+    if not len(positives):
+        raise ValueError(f"the training split of {settings['dataset']} holds no {category} image to mine the graph "
+                         "from; choose a category that has training images (CATEGORY=...)")
     images = positives.subset(torch.arange(min(settings["eg_images"], len(positives))))
     params = miner_params(settings, seed)
     key = {"miner": MINER_VERSION, "performer": performer_settings(settings), "seed": seed, "category": category,

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..config import get_device
 from ..models.features import iter_features
 from ..models.geometry import feature_size, layer_geometry
 from .graph import LayerSpec
@@ -102,4 +103,7 @@ def net_features(net: nn.Module, images: torch.Tensor, layers: Sequence[str], ba
     """The whole rectified maps ``{conv layer: (n, C, H, W)}`` of :func:`net_source`, on the device (for feature
     sets that fit in memory: mining from them costs no forward pass per EM pass)."""
     batches = list(net_source(net, images, layers, batch_size, device, mirror)())
+    if not batches:  # no image: empty maps of the layers' shapes
+        return {spec.name: torch.zeros(0, spec.channels, spec.height, spec.width, device=get_device(device))
+                for spec in layer_specs(net, layers)}
     return {name: torch.cat([batch[name] for batch in batches]) for name in layers}

@@ -286,7 +286,7 @@ def random_position_instability(landmarks: Tensor, image_size: tuple[int, int], 
     generator = torch.Generator().manual_seed(seed)
     accumulator = LocationInstability(image_size, top_k, num_categories)
     device, (h, w) = landmarks.device, map_size
-    for start in range(0, len(landmarks), batch_size):
+    for start in range(0, max(len(landmarks), 1), batch_size):  # no image: one empty batch (the result is NaN)
         stop = min(start + batch_size, len(landmarks))
         shape = (stop - start, num_units)
         rows = torch.randint(h, shape, generator=generator).float()

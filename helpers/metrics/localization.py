@@ -93,11 +93,12 @@ class SemanticPurity:
         scores, labels = torch.cat(self._scores).T, torch.cat(self._labels).T  # (U, N)
         order = scores.argsort(dim=1, descending=True, stable=True)
         cumulative = scores.gather(1, order).cumsum(1)
-        total = cumulative[:, -1]
+        total = cumulative[:, -1] if scores.shape[1] else scores.sum(1)  # no image: total 0, purity undefined
         reached = cumulative >= energy_fraction * total[:, None] * (1 - 1e-9)  # tolerance for rounding only
         count = torch.where(total > 0, (~reached).sum(1) + 1, 0)
         top = torch.arange(scores.shape[1], device=scores.device)[None] < count[:, None]
-        votes = torch.zeros(scores.shape[0], max(int(labels.max()), 1) + 1, dtype=torch.float64, device=scores.device)
+        top_label = int(labels.max()) if labels.numel() else 0
+        votes = torch.zeros(scores.shape[0], max(top_label, 1) + 1, dtype=torch.float64, device=scores.device)
         votes.scatter_add_(1, labels.gather(1, order), top.double())
         best, best_part = votes[:, 1:].max(dim=1)
         per_unit = torch.where(count > 0, best / count.clamp_min(1), math.nan)

@@ -74,6 +74,8 @@ class ActivationThreshold:
         if self._seen != self.num_images:
             raise ValueError(f"expected {self.num_images} images (num_images), got {self._seen}")
         total = self._total()
+        if not total:  # no image (or empty maps): no threshold
+            return torch.full(self._top.shape[:1], math.nan, dtype=self._top.dtype, device=self._top.device)
         position = self.quantile * (total - 1)
         lower = math.floor(position)
         upper = min(lower + 1, total - 1)
@@ -245,7 +247,10 @@ class PartIoU:
         else:
             raise ValueError(f"protocol must be 'single' or 'assigned_category', got {protocol!r}")
         filled = torch.where(probability.isnan(), -math.inf, probability)
-        best, best_part = filled.max(dim=1)
+        if self.num_parts:
+            best, best_part = filled.max(dim=1)
+        else:  # no part to be interpretable for (e.g. no image): undefined
+            best, best_part = filled.new_full(filled.shape[:1], -math.inf), filled.new_zeros(filled.shape[:1]).long()
         per_filter = torch.where(best.isinf(), math.nan, best)
         defined = per_filter.isfinite()
         value = per_filter[defined].mean().item() if defined.any() else math.nan

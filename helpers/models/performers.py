@@ -51,6 +51,9 @@ def _data(settings: dict[str, Any], categories: Sequence[str], negatives: bool) 
         ("test", settings["n_test"], settings["n_negatives_test"]),
     ):
         dataset = open_dataset(settings, split, categories, n, n_neg if negatives else 0)
+        if not len(dataset):
+            raise ValueError(f"the {split} split of {settings['dataset']} holds no image of {', '.join(categories)}; "
+                             "pick categories that every split holds, or a dataset with more objects")
         splits[split] = (load_arrays(dataset), dataset.config())
     key = {split: config for split, (_, config) in splits.items()}
     return SplitData(splits["train"][0], splits["val"][0], splits["test"][0], key)

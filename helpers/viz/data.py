@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 import torch
 
-from ..config import figures_dir
+from ..config import active_run, figures_dir, profile_name
 from ..data.arrays import PartArrays
 from ..data.common import PartSample
 
@@ -24,8 +25,16 @@ def part_colour(name: str) -> tuple[float, float, float]:
     return PART_COLOURS[index % len(PART_COLOURS)]
 
 
+def stamp_text() -> str:
+    """'profile teach · seed 0' for the running notebook (see :func:`helpers.config.activate`)."""
+    run = active_run()
+    return f"profile {run.profile} \u00b7 seed {run.seed}" if run else f"profile {profile_name()}"
+
+
 def save(fig: plt.Figure, name: str, dpi: int = 110) -> Path:
-    """Save ``fig`` as ``figures/<name>.png`` and return the path."""
+    """Stamp ``fig`` with the profile and seed in its lower right corner, save it as
+    ``figures/<profile>/<name>.png`` (see :func:`helpers.config.figures_dir`) and return the path."""
+    fig.text(0.995, 0.005, stamp_text(), ha="right", va="bottom", fontsize=7, color="0.45")
     path = figures_dir() / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
@@ -46,6 +55,20 @@ def show_sample(ax: plt.Axes, sample: PartSample, masks: bool = True, landmarks:
                 ax.plot(point[1], point[0], "o", ms=4, mec="white", mew=0.8, color=part_colour(name))
     ax.set_title(sample.category, fontsize=8)
     ax.axis("off")
+
+
+def samples_per_class(dataset: Any, per_class: int = 2, scan: int = 64) -> list[PartSample]:
+    """Up to ``per_class`` samples of each class of ``dataset``, row by row (row r holds the r-th sample of every
+    class found), looking at its first ``scan`` items and its last ``per_class`` (where background images sit). Makes
+    no assumption on how many items a dataset holds or how they are ordered."""
+    length = len(dataset)
+    found: dict[int, list[PartSample]] = {}
+    for i in dict.fromkeys([*range(min(scan, length)), *range(max(0, length - per_class), length)]):
+        sample = dataset[i]
+        if len(found.setdefault(sample.label, [])) < per_class:
+            found[sample.label].append(sample)
+    kinds = sorted(found)
+    return [found[kind][row] for row in range(per_class) for kind in kinds if row < len(found[kind])]
 
 
 def gallery(samples: Sequence[PartSample], columns: int = 6, masks: bool = True) -> plt.Figure:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..explainer.analysis import PartContribution
 from .data import PART_COLOURS, part_colour
+from .notice import notice
 
 SERIES_COLOURS = {"input layer": "#9e9e9e", "top conv": "#e07b39", "explainer": "#2a9d8f",
                   "random positions": "#6c757d", "fixed position": "#adb5bd", "performer": "#e07b39",
@@ -96,7 +97,9 @@ def feature_maps(images: torch.Tensor, rows: Mapping[str, tuple[torch.Tensor, to
     """Fig. 4: per named filter, its feature maps on its strongest images, laid over them.
 
     ``images`` (N, 3, H, W) float; ``rows[name] = (image indices (k,), maps (k, h, w))``."""
-    columns = max(len(index) for index, _ in rows.values())
+    columns = max((len(index) for index, _ in rows.values()), default=0)
+    if not columns:
+        return notice("no filter or no image to show")
     fig, axes = plt.subplots(len(rows), columns, figsize=(1.5 * columns + 1.2, 1.55 * len(rows)), squeeze=False)
     for r, (name, (index, maps)) in enumerate(rows.items()):
         for c in range(columns):
@@ -115,6 +118,8 @@ def grad_cam_grid(images: torch.Tensor, cams: Mapping[str, np.ndarray], titles: 
                   ) -> plt.Figure:
     """Fig. 5 (left): each image, then its Grad-CAM map for every named layer (``cams[name]`` (N, H, W))."""
     names = list(cams)
+    if not len(images):
+        return notice("no image to show")
     fig, axes = plt.subplots(len(names) + 1, len(images), figsize=(1.6 * len(images), 1.7 * (len(names) + 1)),
                              squeeze=False)
     for c, image in enumerate(images):

@@ -13,6 +13,7 @@ from matplotlib.colors import hsv_to_rgb
 from ..explanatory_graph import ExplanatoryGraph
 from ..explanatory_graph.analysis import InstabilityRow, PurityRow
 from ..results import markdown_table
+from .notice import notice
 
 SKEW, DEPTH, GAP = 0.45, 0.35, 0.75  # oblique projection of a layer's unit square, vertical gap between layers
 
@@ -69,7 +70,9 @@ def _image(ax: plt.Axes, image: torch.Tensor) -> None:
 
 def node_patches(rows: Mapping[str, torch.Tensor]) -> plt.Figure:
     """Fig. 5: one row per node (its key as label), its top image patches left to right (best first)."""
-    columns = max(len(p) for p in rows.values())
+    columns = max((len(p) for p in rows.values()), default=0)
+    if not columns:
+        return notice("no image to take patches from")
     fig, axes = plt.subplots(len(rows), columns, figsize=(0.9 * columns + 1.2, 0.95 * len(rows)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -84,6 +87,8 @@ def node_patches(rows: Mapping[str, torch.Tensor]) -> plt.Figure:
 
 def heat_maps(images: torch.Tensor, maps: Mapping[str, torch.Tensor]) -> plt.Figure:
     """Fig. 6 (arXiv): each image (rows), then per layer its heat map of the top-50% nodes over the image."""
+    if not len(images):
+        return notice("no image to draw heat maps on")
     fig, axes = plt.subplots(len(images), 1 + len(maps), figsize=(1.7 * (1 + len(maps)), 1.75 * len(images)),
                              squeeze=False)
     for row, image in enumerate(images):
@@ -105,6 +110,8 @@ def synthesis(columns: Mapping[str, torch.Tensor]) -> plt.Figure:
     """Fig. 7: one column per kind of image (original, decoded from all units, from the top-10% nodes' units)."""
     names = list(columns)
     count = len(columns[names[0]])
+    if not count:
+        return notice("no image to decode")
     fig, axes = plt.subplots(count, len(names), figsize=(1.9 * len(names), 1.9 * count), squeeze=False)
     for col, name in enumerate(names):
         for row, image in enumerate(columns[name]):

@@ -15,6 +15,7 @@ from ..metrics import upsample_to_image
 from ..models.geometry import LayerGeometry
 from ..results import markdown_table
 from .data import PART_COLOURS, part_colour
+from .notice import notice
 
 KIND_COLOURS = {"ordinary": PART_COLOURS[7], "interpretable": PART_COLOURS[1]}
 
@@ -73,6 +74,8 @@ def mask_steps(images: torch.Tensor, feature_maps: torch.Tensor, masks: torch.Te
     """Fig. 4, one row per (image, filter): the image, the filter's map x after ReLU, the chosen mask T_mu^ / tau,
     the masked map x_masked and the image-resolution receptive field of x_masked."""
     rows = len(images)
+    if not rows:
+        return notice("no image to show")
     fig, axes = plt.subplots(rows, 5, figsize=(9.5, 2.0 * rows), squeeze=False)
     for row in range(rows):
         x, mask = feature_maps[row], masks[row]
@@ -93,7 +96,9 @@ def receptive_fields(panels: Mapping[str, Sequence[tuple[int, torch.Tensor, torc
     """Fig. 5: per net (key), rows of filters, each shown on its top images: ``(filter, images (T, 3, H, W),
     maps (T, h, w))``; receptive fields are scaled by the filter's strongest response in the row."""
     rows = [(name, *row) for name, filters in panels.items() for row in filters]
-    columns = max(len(images) for _, _, images, _ in rows)
+    columns = max((len(images) for _, _, images, _ in rows), default=0)
+    if not columns:
+        return notice("no image to show")
     fig, axes = plt.subplots(len(rows), columns, figsize=(1.45 * columns, 1.55 * len(rows)), squeeze=False)
     for r, (name, unit, images, maps) in enumerate(rows):
         scale = float(maps.max())
@@ -121,6 +126,8 @@ def part_heatmaps(images: torch.Tensor, panels: Mapping[str, tuple[torch.Tensor,
     filter's peak position (``panels[name][0]`` (T, C, 2)) splatted with weight = its peak relative to its strongest
     response over the test images (``panels[name][1]`` (T, C)), so the filters that really fire on the image count."""
     size = tuple(images.shape[-2:])
+    if not len(images):
+        return notice("no image to show")
     fig, axes = plt.subplots(len(panels), len(images), figsize=(1.9 * len(images), 2.0 * len(panels)),
                              squeeze=False)
     for r, (name, (positions, weights)) in enumerate(panels.items()):

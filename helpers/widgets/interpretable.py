@@ -40,6 +40,9 @@ def filter_explorer(nets: Mapping[str, Performer], arrays: PartArrays, device: s
                     ) -> widgets.Widget:
     """Pick a net, a filter of its top conv layer and an image: the image, the filter's map after ReLU, the chosen
     mask, the masked map and its receptive field (Fig. 4)."""
+    if not len(arrays):  # nothing to browse: say so instead of showing controls
+        print("filter explorer: no image to browse")
+        return widgets.VBox([])
     names = list(nets)
     first = nets[names[0]]
     net_choice = widgets.Dropdown(options=names, description="net")
