@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -107,7 +108,7 @@ def first_with_positives(arrays: Mapping[str, PartArrays]) -> str:
 def mean_of_measured(values: Sequence[float], measured: Sequence[bool]) -> float | None:
     """The mean of the ``values`` whose ``measured`` flag is set (None when none is)."""
     kept = [value for value, ok in zip(values, measured, strict=True) if ok]
-    return float(sum(kept) / len(kept)) if kept else None
+    return float(np.mean(kept)) if kept else None
 
 
 def instability_shortfall(arrays: PartArrays, landmarks: Sequence[str], by_category: bool = False) -> str | None:
