@@ -209,7 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return text
 
     parameters = {"PROFILE": args.profile} | {name: value(text) for name, text in args.parameter}
-    execute_notebook(args.notebook, args.output, parameters, args.profile, args.cwd or args.notebook.parent,
+    notebook = args.notebook.resolve()
+    execute_notebook(notebook, args.output.resolve(), parameters, args.profile, (args.cwd or notebook.parent).resolve(),
                      args.cell_timeout)
     return 0
 

@@ -118,3 +118,21 @@ def test_a_real_run_waits_through_the_bounded_channels(tmp_path, monkeypatch):
     execution.execute_notebook(source, tmp_path / "out.ipynb", {}, "smoke", tmp_path, timeout_s=60)
     assert installed == [zmq.DEALER, zmq.SUB], "shell and iopub waits are bounded"
     assert "slept" in (tmp_path / "out.ipynb").read_text()
+
+
+def test_the_command_line_writes_where_it_was_asked_to(tmp_path, monkeypatch):
+    import nbformat
+
+    from helpers.execution import main
+
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    notebook = new_notebook(cells=[new_code_cell("import os\nprint(os.getcwd())")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, folder / "00_tiny.ipynb")
+    monkeypatch.chdir(tmp_path)
+    assert main(["notebooks/00_tiny.ipynb", "out.ipynb", "--profile", "smoke", "-p", "X", '["a", 1]']) == 0
+    written = (tmp_path / "out.ipynb").read_text()
+    assert str(folder) in written, "the kernel ran in the notebook's folder"
+    assert 'X = [\\"a\\", 1]' in written or "X = ['a', 1]" in written, "the value was read as JSON"
+    assert not (folder / "out.ipynb").exists(), "no stray copy beside the notebook"
