@@ -239,6 +239,12 @@ def published_results_dir(profile: str) -> Path:
     return results_dir(profile)
 
 
+def batch_slices(length: int, batch_size: int) -> list[slice]:
+    """Consecutive index ranges of at most ``batch_size`` covering ``length`` items; one empty range when there is
+    no item, so that a pass over no image still yields maps of the right shape (and metrics of them NaN)."""
+    return [slice(start, min(start + batch_size, length)) for start in range(0, max(length, 1), batch_size)]
+
+
 def progress_disabled() -> bool:
     """Progress bars are off when ``$HELPERS_QUIET`` is set or when stderr is neither a TTY nor a notebook."""
     if os.environ.get("HELPERS_QUIET"):

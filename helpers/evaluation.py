@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import get_device, progress
+from .config import batch_slices, get_device, progress
 from .data.arrays import PartArrays
 from .data.common import ICNN_PART_GROUPS
 from .metrics import (
@@ -53,8 +53,7 @@ class MapSource:
     @torch.no_grad()
     def batches(self, arrays: PartArrays, batch_size: int = 128) -> Iterator[tuple[slice, torch.Tensor]]:
         """(index range, maps) for consecutive batches of ``arrays`` (one empty batch if it has no image)."""
-        for start in progress(range(0, max(len(arrays), 1), batch_size), desc="maps"):
-            index = slice(start, min(start + batch_size, len(arrays)))
+        for index in progress(batch_slices(len(arrays), batch_size), desc="maps"):
             yield index, self.maps(arrays.float_images(index).to(self.device))
 
 
@@ -76,8 +75,7 @@ class PrecomputedMaps:
         ``arrays`` are the images of the maps."""
         if len(arrays) != len(self.computed):
             raise ValueError(f"maps of {len(self.computed)} images for {len(arrays)} images")
-        for start in range(0, max(len(arrays), 1), batch_size):
-            index = slice(start, min(start + batch_size, len(arrays)))
+        for index in batch_slices(len(arrays), batch_size):
             yield index, self.computed[index].to(self.device)
 
 

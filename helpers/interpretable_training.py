@@ -31,12 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import check_choice, get_device
+from .config import batch_slices, check_choice, get_device
 from .data.arrays import PartArrays
 from .evaluation import (
     PrecomputedMaps,
     instability,
     instability_shortfall,
+    mean_of_measured,
     part_interpretability,
     random_reference_instability,
 )
@@ -191,8 +192,7 @@ def _top_layer_passes(net: Performer, arrays: PartArrays, device: str | torch.de
     device = get_device(device)
     net.eval().to(device)
     layer = interpretable_layers(net)[net.top_conv]
-    for start in range(0, max(len(arrays), 1), batch_size):  # no image: one empty pass (empty maps, right shape)
-        index = slice(start, min(start + batch_size, len(arrays)))
+    for index in batch_slices(len(arrays), batch_size):  # no image: one empty pass (empty maps, right shape)
         logits = net(arrays.float_images(index).to(device))
         mask = layer.mask if layer.use_masks else torch.ones_like(layer.feature_map)
         yield index, logits, layer.feature_map, mask
@@ -348,8 +348,8 @@ def mean_over(evaluations: Sequence[Evaluation], field: str) -> float:
 
 def measured_instability(evaluations: Sequence[Evaluation], field: str = "instability") -> float | None:
     """Mean of an instability ``field`` over the evaluations where it could be measured (None if none could)."""
-    values = [getattr(e, field) for e in evaluations if e.instability_shortfall is None]
-    return float(np.mean(values)) if values else None
+    return mean_of_measured([getattr(e, field) for e in evaluations],
+                            [e.instability_shortfall is None for e in evaluations])
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float:

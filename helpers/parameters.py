@@ -157,22 +157,21 @@ class Knob:
 
 
 def _profile() -> Knob:
-    return Knob("PROFILE", "str", "smoke | teach | paper", choice(tuple(PROFILES)))
+    return Knob("PROFILE", "str", " | ".join(PROFILES), choice(tuple(PROFILES)))
 
 
 def _run() -> list[Knob]:
     return [Knob("SEED", "int", "seed of everything random in the notebook", integer(0), default=0),
-            Knob("DEVICE", "str", "auto | cpu | cuda", choice(DEVICES), default="auto")]
+            Knob("DEVICE", "str", " | ".join(DEVICES), choice(DEVICES), default="auto")]
 
 
 def _data(nets_help: str) -> list[Knob]:
     return [
-        Knob("DATASET", "str", "synthetic (default) | cub200 | pascal_part | ilsvrc_part", choice(DATASETS),
-             "dataset"),
+        Knob("DATASET", "str", f"{DATASETS[0]} (default) | {' | '.join(DATASETS[1:])}", choice(DATASETS), "dataset"),
         Knob("DATA_ROOT", "str", "folder of a real dataset (with DATASET; see data/README.md)", path(), "data_root"),
         Knob("WEIGHTS_PATH", "str", f"local torchvision checkpoint for {nets_help} (never downloaded)", path(),
              "weights_path"),
-        Knob("NET", "str", "small_vgg | vgg16 | alexnet", choice(ARCHITECTURES), "net"),
+        Knob("NET", "str", " | ".join(ARCHITECTURES), choice(ARCHITECTURES), "net"),
     ]
 
 
@@ -251,7 +250,8 @@ KNOBS: dict[str, tuple[Knob, ...]] = {
         _profile(),
         Knob("CATEGORIES", "list[str]", "categories to localize heads in (one explanatory graph each; synthetic "
              "data)", names(CATEGORIES), "categories"),
-        Knob("PART", "str", "the semantic part (paper: head): head | torso | tail", choice(SHARED_PARTS), "aog_part"),
+        Knob("PART", "str", f"the semantic part (paper: head): {' | '.join(SHARED_PARTS)}", choice(SHARED_PARTS),
+             "aog_part"),
         Knob("TEMPLATES", "int", "m: annotated crops, one part template each (paper: 3)", integer(1),
              "aog_templates"),
         Knob("K_FRACTION", "float", "K per template as a fraction of the graph's nodes (paper: 0.1 ILSVRC/CUB, "

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import get_device
+from ..config import batch_slices, get_device
 from ..data.arrays import PartArrays
 from ..evaluation import (
     MapSource,
@@ -132,8 +132,7 @@ def part_contributions(model: ExplainedPerformer, arrays: PartArrays, target: in
     positives = arrays.positives()
     names, labels = positives.merged_part_labels(part_groups(positives))
     intersection = region_area = part_area = contribution = 0.0
-    for start in range(0, max(len(positives), 1), batch_size):  # no image: one empty batch (shares NaN)
-        index = slice(start, start + batch_size)
+    for index in batch_slices(len(positives), batch_size):  # no image: one empty batch (shares NaN)
         with FeatureRecorder(model.explainer, ["mask_2"], detach=False) as recorder:
             score = model(positives.float_images(index).to(device))[:, target]
         maps = recorder.outputs["mask_2"]

@@ -23,6 +23,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..config import batch_slices
 from ..models.geometry import LayerGeometry
 
 Protocol = Literal["single", "min_category", "assigned_category"]
@@ -286,14 +287,13 @@ def random_position_instability(landmarks: Tensor, image_size: tuple[int, int], 
     generator = torch.Generator().manual_seed(seed)
     accumulator = LocationInstability(image_size, top_k, num_categories)
     device, (h, w) = landmarks.device, map_size
-    for start in range(0, max(len(landmarks), 1), batch_size):  # no image: one empty batch (the result is NaN)
-        stop = min(start + batch_size, len(landmarks))
-        shape = (stop - start, num_units)
+    for index in batch_slices(len(landmarks), batch_size):  # no image: one empty batch (the result is NaN)
+        shape = (index.stop - index.start, num_units)
         rows = torch.randint(h, shape, generator=generator).float()
         cols = torch.randint(w, shape, generator=generator).float()
         positions = torch.stack([geometry.to_image(rows), geometry.to_image(cols)], dim=-1)
         scores, energy = torch.rand(shape, generator=generator), torch.rand(shape, generator=generator)
-        accumulator.update(positions.to(device), scores.to(device), landmarks[start:stop],
-                           categories=None if categories is None else categories[start:stop],
-                           counts=None if counts is None else counts[start:stop], energy=energy.to(device))
+        accumulator.update(positions.to(device), scores.to(device), landmarks[index],
+                           categories=None if categories is None else categories[index],
+                           counts=None if counts is None else counts[index], energy=energy.to(device))
     return accumulator.result(protocol, combine, None, category_landmarks)
