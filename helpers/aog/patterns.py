@@ -71,7 +71,7 @@ class GraphNodes(Patterns):
 
 class FilterPeaks(Patterns):
     """Raw filters of ``specs``' layers as patterns: a filter's position is its highest-responding unit (projected
-    through the receptive-field geometry, 03_metrics.md) and its score that response."""
+    through the receptive-field geometry, docs/metrics.md) and its score that response."""
 
     def __init__(self, specs: Sequence[LayerSpec], input_size: int) -> None:
         self.specs, self.input_size = list(specs), input_size

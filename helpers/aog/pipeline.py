@@ -125,7 +125,7 @@ def localizers(settings: dict[str, Any], graph: ExplanatoryGraph) -> dict[str, L
 @dataclass
 class Localization:
     prediction: Prediction
-    distance: DistanceResult  # normalized distance (03_metrics.md) and the rate of centres inside the part box
+    distance: DistanceResult  # normalized distance (docs/metrics.md) and the rate of centres inside the part box
 
 
 def evaluate(localizer: Localizer, views: Views, truth: Tensor, boxes: Tensor) -> Localization:

@@ -2,7 +2,7 @@
 images, location instability at equal counts (Table 1), semantic purity (Fig. 6 / Fig. 8 AAAI), top image
 patches (Fig. 5), heat maps (Fig. 6 arXiv) and the pattern masks of the synthesis (Fig. 7).
 
-Positions here are image-plane (y, x) pixels, as the metrics take them (03_metrics.md); the graph's own are
+Positions here are image-plane (y, x) pixels, as the metrics take them (docs/metrics.md); the graph's own are
 normalised by the input size.
 """
 
@@ -149,7 +149,7 @@ def instability_table(graph: ExplanatoryGraph, nodes: Observations, filters: Obs
                       filters_aligned: Observations, arrays: PartArrays, landmarks: Sequence[str],
                       geometry: Mapping[str, LayerGeometry], share: float = PAPER_TABLE_SHARE, top_k: int = 20,
                       combine: Combine = "mean_std", seed: int = 0) -> list[InstabilityRow]:
-    """Location instability (Experiment 2, Table 1; 03_metrics.md) per layer: the top ``table_count`` nodes and as
+    """Location instability (Experiment 2, Table 1; docs/metrics.md) per layer: the top ``table_count`` nodes and as
     many raw filters, each ranked by its mean top-``top_k`` score and judged on its top-``top_k`` images.
     ``geometry``: the layer geometry per layer (:func:`layer_geometries`) for the random-position reference."""
     points, counts = arrays.select_landmarks(landmarks)
@@ -272,7 +272,7 @@ def _mean(rows: Sequence[object], field: str) -> float:
 def summary(instability: Sequence[InstabilityRow], instability_rms: Sequence[InstabilityRow],
             purity: Sequence[PurityRow]) -> dict[str, object]:
     """The notebook's metrics: per layer and averaged over layers (the authors' code averages Table 1 over
-    layers), instability with D combined over landmarks as mean_k D (AAAI text, 03_metrics.md) and, ``_rms``, as
+    layers), instability with D combined over landmarks as mean_k D (AAAI text, docs/metrics.md) and, ``_rms``, as
     sqrt(mean_k D^2) (arXiv text)."""
     metrics: dict[str, object] = {
         "instability_nodes": _mean(instability, "nodes"),

@@ -1,6 +1,6 @@
 """The explanatory graph as an object: nodes, edges, metadata; save/load (JSON + npz) and networkx export.
 
-Positions are (y, x) in normalised image coordinates: pixel / input size (03_metrics.md, "Unit -> image plane").
+Positions are (y, x) in normalised image coordinates: pixel / input size (docs/metrics.md, "Unit -> image plane").
 Node k of a layer is filter ``k // N`` and node ``k % N`` of that filter (N nodes per filter).
 """
 

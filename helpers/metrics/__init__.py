@@ -1,4 +1,4 @@
-"""Metrics of the four papers (03_metrics.md): location instability, part interpretability and Network Dissection
+"""Metrics of the four papers (docs/metrics.md): location instability, part interpretability and Network Dissection
 IoU, normalized distance, semantic purity, classification accuracy.
 
 Every function takes tensors of any layer (any C, h, w), runs on the inputs' device and is vectorised over images;

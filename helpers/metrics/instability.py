@@ -277,7 +277,7 @@ def random_position_instability(landmarks: Tensor, image_size: tuple[int, int], 
                                 combine: Combine = "mean_std", category_landmarks: Tensor | None = None,
                                 seed: int = 0, batch_size: int = 1024) -> InstabilityResult:
     """Reference instability of ``num_units`` fake units whose peak is a uniformly random unit of an (h, w) map,
-    projected with ``geometry``, on the same images and landmarks (03_metrics.md "Reference").
+    projected with ``geometry``, on the same images and landmarks (docs/metrics.md, "Reference").
 
     Scores (and energies) are i.i.d. uniform, so each unit's top-k images are a random subset of the eligible ones.
     Deterministic for a given ``seed`` on any device (random numbers drawn on the CPU).

@@ -1,4 +1,4 @@
-"""Receptive-field geometry derived from the layer stack (03_metrics.md, "Unit -> image plane").
+"""Receptive-field geometry derived from the layer stack (docs/metrics.md, "Unit -> image plane").
 
 Unit i of a layer with cumulative stride s and centre c projects to pixel c + s * i. Walking the stack:
 a conv or pool with kernel k, stride t and padding p moves the centre by ((k - 1) / 2 - p) * s and multiplies s by t;
